@@ -1,0 +1,345 @@
+//! Operator settings: defaults, the `code-executor.toml` file and `CODE_EXECUTOR_*`
+//! environment overrides. Everything here is data; nothing talks to Docker.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The project version, used to tag images.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Errors while reading settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read settings file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("settings file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?} is not valid: {reason}")]
+    Env {
+        name: String,
+        value: String,
+        reason: String,
+    },
+    #[error("setting {field} = {value} is out of range: {reason}")]
+    Range {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Resource limits applied to every sandbox container; per-call values may only lower them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Memory cap (and default) in MiB; swap is set equal so the container cannot swap.
+    pub memory_mb: u64,
+    /// CPU share, in CPUs.
+    pub cpus: f64,
+    /// Maximum number of processes and threads in the container (pids cgroup).
+    pub pids: i64,
+    /// Size of each tmpfs (`/tmp`, `/workspace`) in MiB.
+    pub tmpfs_mb: u64,
+    /// Bytes kept of each output stream (stdout, stderr).
+    pub output_cap_bytes: usize,
+    /// Largest accepted `code`, in bytes.
+    pub max_code_bytes: usize,
+    /// Largest accepted `stdin`, in bytes.
+    pub max_stdin_bytes: usize,
+    /// Timeout when the call gives none, in ms.
+    pub default_timeout_ms: u64,
+    /// Largest timeout a call may ask for, in ms.
+    pub max_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mb: 256,
+            cpus: 1.0,
+            pids: 64,
+            tmpfs_mb: 64,
+            output_cap_bytes: 1024 * 1024,
+            max_code_bytes: 1024 * 1024,
+            max_stdin_bytes: 1024 * 1024,
+            default_timeout_ms: 30_000,
+            max_timeout_ms: 300_000,
+        }
+    }
+}
+
+/// All operator settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub limits: Limits,
+    /// Executions running at once; further calls wait in a queue.
+    pub max_concurrent: usize,
+    /// Image that runs Python code.
+    pub python_image: String,
+    /// Image that runs TypeScript code.
+    pub deno_image: String,
+    /// Labelled containers older than this are removed as orphans at start, whoever owns them.
+    pub orphan_age_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            max_concurrent: 8,
+            python_image: format!("code-executor/python:{VERSION}"),
+            deno_image: format!("code-executor/deno:{VERSION}"),
+            orphan_age_secs: 15 * 60,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings: defaults, then the first settings file found, then the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = settings_file_candidates().into_iter().find(|p| p.is_file());
+        let mut settings = match file {
+            Some(path) => Self::from_file(&path)?,
+            None => Self::default(),
+        };
+        settings.apply_env(|name| std::env::var(name).ok())?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Reads one TOML settings file (missing fields keep their defaults).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies `CODE_EXECUTOR_*` overrides read through `lookup`.
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let l = &mut self.limits;
+        env_num(&lookup, "CODE_EXECUTOR_MEMORY_MB", &mut l.memory_mb)?;
+        env_num(&lookup, "CODE_EXECUTOR_CPUS", &mut l.cpus)?;
+        env_num(&lookup, "CODE_EXECUTOR_PIDS", &mut l.pids)?;
+        env_num(&lookup, "CODE_EXECUTOR_TMPFS_MB", &mut l.tmpfs_mb)?;
+        env_num(
+            &lookup,
+            "CODE_EXECUTOR_OUTPUT_CAP_BYTES",
+            &mut l.output_cap_bytes,
+        )?;
+        env_num(
+            &lookup,
+            "CODE_EXECUTOR_MAX_CODE_BYTES",
+            &mut l.max_code_bytes,
+        )?;
+        env_num(
+            &lookup,
+            "CODE_EXECUTOR_MAX_STDIN_BYTES",
+            &mut l.max_stdin_bytes,
+        )?;
+        env_num(
+            &lookup,
+            "CODE_EXECUTOR_TIMEOUT_MS",
+            &mut l.default_timeout_ms,
+        )?;
+        env_num(
+            &lookup,
+            "CODE_EXECUTOR_MAX_TIMEOUT_MS",
+            &mut l.max_timeout_ms,
+        )?;
+        env_num(
+            &lookup,
+            "CODE_EXECUTOR_MAX_CONCURRENT",
+            &mut self.max_concurrent,
+        )?;
+        env_num(
+            &lookup,
+            "CODE_EXECUTOR_ORPHAN_AGE_SECS",
+            &mut self.orphan_age_secs,
+        )?;
+        if let Some(v) = lookup("CODE_EXECUTOR_PYTHON_IMAGE") {
+            self.python_image = v;
+        }
+        if let Some(v) = lookup("CODE_EXECUTOR_DENO_IMAGE") {
+            self.deno_image = v;
+        }
+        Ok(())
+    }
+
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let range = |field, value: String, reason: &str| ConfigError::Range {
+            field,
+            value,
+            reason: reason.to_owned(),
+        };
+        if !(16..=65_536).contains(&l.memory_mb) {
+            return Err(range(
+                "memory_mb",
+                l.memory_mb.to_string(),
+                "must be 16..=65536",
+            ));
+        }
+        if !(l.cpus > 0.0 && l.cpus <= 64.0) {
+            return Err(range("cpus", l.cpus.to_string(), "must be > 0 and <= 64"));
+        }
+        if !(8..=4096).contains(&l.pids) {
+            return Err(range("pids", l.pids.to_string(), "must be 8..=4096"));
+        }
+        if !(1..=4096).contains(&l.tmpfs_mb) {
+            return Err(range(
+                "tmpfs_mb",
+                l.tmpfs_mb.to_string(),
+                "must be 1..=4096",
+            ));
+        }
+        if l.output_cap_bytes < 1024 {
+            return Err(range(
+                "output_cap_bytes",
+                l.output_cap_bytes.to_string(),
+                "must be >= 1024",
+            ));
+        }
+        if l.max_code_bytes == 0 {
+            return Err(range("max_code_bytes", "0".into(), "must be > 0"));
+        }
+        if !(1_000..=3_600_000).contains(&l.max_timeout_ms) {
+            return Err(range(
+                "max_timeout_ms",
+                l.max_timeout_ms.to_string(),
+                "must be 1000..=3600000",
+            ));
+        }
+        if !(1_000..=l.max_timeout_ms).contains(&l.default_timeout_ms) {
+            return Err(range(
+                "default_timeout_ms",
+                l.default_timeout_ms.to_string(),
+                "must be 1000..=max_timeout_ms",
+            ));
+        }
+        if self.max_concurrent == 0 {
+            return Err(range("max_concurrent", "0".into(), "must be >= 1"));
+        }
+        Ok(())
+    }
+}
+
+fn env_num<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    target: &mut T,
+) -> Result<(), ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    if let Some(value) = lookup(name) {
+        *target = value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+            name: name.to_owned(),
+            value: value.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+fn settings_file_candidates() -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from("code-executor.toml")];
+    if let Some(home) = std::env::var_os("HOME") {
+        out.push(Path::new(&home).join(".config/code-executor-mcp/code-executor.toml"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            owned
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_architecture() {
+        let s = Settings::default();
+        assert_eq!(s.limits.memory_mb, 256);
+        assert_eq!(s.limits.pids, 64);
+        assert_eq!(s.limits.tmpfs_mb, 64);
+        assert_eq!(s.limits.output_cap_bytes, 1 << 20);
+        assert_eq!(s.limits.default_timeout_ms, 30_000);
+        assert_eq!(s.max_concurrent, 8);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn env_overrides_apply_and_bad_values_name_the_variable() {
+        let mut s = Settings::default();
+        s.apply_env(env(&[
+            ("CODE_EXECUTOR_MEMORY_MB", "128"),
+            ("CODE_EXECUTOR_MAX_CONCURRENT", " 3 "),
+        ]))
+        .unwrap();
+        assert_eq!(s.limits.memory_mb, 128);
+        assert_eq!(s.max_concurrent, 3);
+        let err = s
+            .apply_env(env(&[("CODE_EXECUTOR_PIDS", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CODE_EXECUTOR_PIDS"), "{err}");
+    }
+
+    #[test]
+    fn toml_file_rejects_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("ce-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("code-executor.toml");
+        std::fs::write(&path, "max_concurrent = 2\n[limits]\nmemory_mb = 64\n").unwrap();
+        let s = Settings::from_file(&path).unwrap();
+        assert_eq!(s.max_concurrent, 2);
+        assert_eq!(s.limits.memory_mb, 64);
+        assert_eq!(s.limits.pids, 64, "unset fields keep defaults");
+        std::fs::write(&path, "memroy_mb = 64\n").unwrap();
+        let err = Settings::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("memroy_mb"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn validation_rejects_out_of_range_values() {
+        let mut s = Settings::default();
+        s.limits.memory_mb = 1;
+        assert!(s.validate().unwrap_err().to_string().contains("memory_mb"));
+        let mut s = Settings::default();
+        s.limits.default_timeout_ms = 400_000;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("default_timeout_ms"));
+        let mut s = Settings::default();
+        s.max_concurrent = 0;
+        assert!(s.validate().is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! code-executor-mcp: an MCP server that runs untrusted Python and TypeScript in a fresh,
+//! hardened Docker container per execution.
+
+/// Operator settings.
+pub mod config;
+/// The `doctor` checks of a deployment.
+pub mod doctor;
+/// The client-facing result of an execution.
+pub mod outcome;
+/// Call arguments and their validation.
+pub mod request;
+/// Containers: spec, lifecycle, output capture, orphan reaping.
+pub mod sandbox;
+/// The MCP surface.
+pub mod server;

@@ -1,0 +1,250 @@
+//! The `code-executor-mcp` binary: parses the command line, wires the parts, and maps
+//! errors to exit codes. `anyhow` lives here and nowhere else.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use rmcp::ServiceExt;
+use tokio_util::sync::CancellationToken;
+
+use code_executor_mcp::config::{Settings, VERSION};
+use code_executor_mcp::doctor;
+use code_executor_mcp::request::{ExecuteArgs, Language};
+use code_executor_mcp::sandbox::lifecycle::{OutputChunk, StreamKind};
+use code_executor_mcp::sandbox::Sandbox;
+use code_executor_mcp::server::ExecutorServer;
+
+/// How long shutdown waits for running executions' containers to be removed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "code-executor-mcp",
+    version,
+    about = "Run untrusted Python and TypeScript in a fresh hardened container per execution, over MCP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve MCP over stdio (the default).
+    Serve {
+        /// Serve Streamable HTTP on this address instead (not available yet).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+    },
+    /// Run one script (.py, or .ts/.js) in a sandbox and stream its output.
+    Run {
+        /// The script to run.
+        file: PathBuf,
+        /// Timeout in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Memory limit in MiB (at most the operator's cap).
+        #[arg(long)]
+        memory_mb: Option<u64>,
+        /// File whose contents become the code's standard input.
+        #[arg(long, value_name = "FILE")]
+        stdin_file: Option<PathBuf>,
+    },
+    /// Check the deployment: engine, images, seccomp, AppArmor, a trial execution.
+    Doctor,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve { http: None }) {
+            Command::Serve { http } => serve(http).await.map(|()| 0),
+            Command::Run {
+                file,
+                timeout_ms,
+                memory_mb,
+                stdin_file,
+            } => run_file(file, timeout_ms, memory_mb, stdin_file).await,
+            Command::Doctor => doctor_command().await,
+        }
+    });
+    match code {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CODE_EXECUTOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn,bollard=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+async fn serve(http: Option<String>) -> anyhow::Result<()> {
+    if let Some(addr) = http {
+        bail!("--http {addr}: Streamable HTTP is not available yet in this release; serve over stdio (no --http)");
+    }
+    let settings = Settings::load().context("loading settings")?;
+    let sandbox = Arc::new(Sandbox::new(settings));
+    {
+        let sandbox = sandbox.clone();
+        tokio::spawn(async move {
+            match sandbox.reap_orphans().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "removed orphaned sandbox containers"),
+                Err(e) => tracing::warn!(error = %e, "could not check for orphaned containers"),
+            }
+            let health = sandbox.health().await;
+            if let Some(e) = &health.engine_error {
+                tracing::warn!("{e}");
+            }
+            for image in health.images.iter().filter(|i| !i.present) {
+                tracing::warn!(image = %image.image, "{}", image.error.as_deref().unwrap_or("image missing"));
+            }
+        });
+    }
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "code-executor-mcp".into());
+    eprintln!(
+        "code-executor-mcp {VERSION} ready: MCP over stdio (tools executePython, executeTypescript, health).\n\
+         Point a client at it, e.g. in .mcp.json: {{\"mcpServers\": {{\"code-executor\": {{\"command\": \"{exe}\", \"args\": [\"serve\"]}}}}}}\n\
+         Logs go to stderr; stop with Ctrl-C or by closing stdin."
+    );
+    let service = ExecutorServer::new(sandbox.clone())
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("starting the MCP session on stdio")?;
+    let cancel = service.cancellation_token();
+    tokio::select! {
+        ended = service.waiting() => {
+            if let Err(e) = ended {
+                tracing::warn!(error = %e, "MCP session ended with an error");
+            }
+        }
+        signal = shutdown_signal() => {
+            tracing::info!("{signal} received: shutting down");
+            cancel.cancel();
+        }
+    }
+    sandbox.shutdown(SHUTDOWN_GRACE).await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+async fn run_file(
+    file: PathBuf,
+    timeout_ms: Option<u64>,
+    memory_mb: Option<u64>,
+    stdin_file: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    let language = Language::from_path(&file)?;
+    let code =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut args = ExecuteArgs::with_code(code);
+    args.timeout_ms = timeout_ms;
+    args.memory_mb = memory_mb;
+    if let Some(path) = stdin_file {
+        args.stdin = Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        );
+    }
+    let settings = Settings::load().context("loading settings")?;
+    let request = args.validate(language, &settings.limits)?;
+    let sandbox = Sandbox::new(settings);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<OutputChunk>();
+    let printer = tokio::spawn(async move {
+        while let Some(chunk) = rx.recv().await {
+            let _ = match chunk.stream {
+                StreamKind::Stdout => std::io::stdout()
+                    .write_all(&chunk.bytes)
+                    .and_then(|()| std::io::stdout().flush()),
+                StreamKind::Stderr => std::io::stderr()
+                    .write_all(&chunk.bytes)
+                    .and_then(|()| std::io::stderr().flush()),
+            };
+        }
+    });
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    let result = sandbox.execute(&request, Some(tx), cancel).await;
+    let _ = printer.await;
+    sandbox.shutdown(SHUTDOWN_GRACE).await;
+    let result = result?;
+    if let Some(error) = &result.error {
+        eprintln!("{error}");
+    }
+    if result.truncated {
+        eprintln!(
+            "[output was truncated at {} bytes per stream]",
+            sandbox.settings().limits.output_cap_bytes
+        );
+    }
+    Ok(if result.timed_out {
+        124
+    } else if result.error_type.as_deref() == Some("Cancelled") {
+        130
+    } else {
+        result.exit_code.map(|c| c as i32).unwrap_or(1)
+    })
+}
+
+async fn doctor_command() -> anyhow::Result<i32> {
+    let settings = Settings::load().context("loading settings")?;
+    let sandbox = Sandbox::new(settings);
+    let report = doctor::check_all(&sandbox).await;
+    for check in &report {
+        println!(
+            "{} {:<22} {}",
+            check.status.symbol(),
+            check.name,
+            check.detail
+        );
+    }
+    sandbox.shutdown(SHUTDOWN_GRACE).await;
+    let failed = report.iter().any(|c| c.status == doctor::Status::Fail);
+    if failed {
+        println!("\nSome checks failed: fix them (the lines above say how) and run `code-executor-mcp doctor` again.");
+    }
+    Ok(i32::from(failed))
+}

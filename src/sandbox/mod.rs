@@ -1,0 +1,272 @@
+//! Sandboxed execution: turns a validated request into a fresh hardened container, runs
+//! the code in it, and removes it. Owns the concurrency cap, the removal of containers on
+//! every path, and the reaping of orphans left by a crashed server.
+
+pub mod engine;
+pub mod lifecycle;
+pub mod output;
+pub mod protocol;
+pub mod reaper;
+pub mod spec;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub use engine::Engine;
+use lifecycle::{OutputChunk, Removals, RunInput};
+use protocol::Secrets;
+use reaper::Owner;
+use spec::{container_spec, SpecInput};
+
+use crate::config::Settings;
+use crate::outcome::ExecutionResult;
+use crate::request::{ExecutionRequest, Language};
+
+/// Errors of the sandbox machinery (not of the user's code, which is a normal result).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot reach the Docker engine at {endpoint}: {source}. Start dockerd (check with `docker info`) or set DOCKER_HOST; `code-executor-mcp doctor` checks the set-up")]
+    EngineUnreachable {
+        endpoint: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("sandbox image {image} is not present: run `make image-build` (or `code-executor-mcp doctor` to check the set-up)")]
+    ImageMissing { image: String },
+    #[error("docker could not {action} {target}: {source}")]
+    Docker {
+        action: &'static str,
+        target: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("the execution was cancelled before it started")]
+    Cancelled,
+    #[error("the server is shutting down and takes no new executions")]
+    ShuttingDown,
+}
+
+/// The state of the sandbox machinery, for `health` and `doctor`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxHealth {
+    pub engine_reachable: bool,
+    pub engine_version: Option<String>,
+    pub engine_error: Option<String>,
+    pub runtime: String,
+    pub images: Vec<ImageHealth>,
+    pub running_executions: usize,
+    pub max_concurrent: usize,
+    pub pool_sizes: std::collections::BTreeMap<String, usize>,
+}
+
+/// Whether one image is present.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageHealth {
+    pub language: String,
+    pub image: String,
+    pub present: bool,
+    pub error: Option<String>,
+}
+
+/// Runs executions in fresh containers.
+#[derive(Debug)]
+pub struct Sandbox {
+    engine: Engine,
+    settings: Settings,
+    owner: String,
+    me: Owner,
+    permits: Arc<Semaphore>,
+    removals: Removals,
+    shutdown: CancellationToken,
+}
+
+impl Sandbox {
+    pub fn new(settings: Settings) -> Self {
+        let me = Owner::current();
+        Self {
+            engine: Engine::new(),
+            owner: me.label(),
+            me,
+            permits: Arc::new(Semaphore::new(settings.max_concurrent)),
+            settings,
+            removals: Removals::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The image that runs `language`.
+    pub fn image_for(&self, language: Language) -> &str {
+        match language {
+            Language::Python => &self.settings.python_image,
+            Language::TypeScript => &self.settings.deno_image,
+        }
+    }
+
+    /// Removes containers left by earlier server processes; returns how many.
+    pub async fn reap_orphans(&self) -> Result<usize, SandboxError> {
+        reaper::reap_orphans(
+            &self.engine,
+            &self.removals,
+            &self.me,
+            self.settings.orphan_age_secs,
+        )
+        .await
+    }
+
+    /// Runs one execution in a new container. Output chunks go to `events` while the code
+    /// runs. `cancel` stops it (the container is killed and removed).
+    pub async fn execute(
+        &self,
+        request: &ExecutionRequest,
+        events: Option<UnboundedSender<OutputChunk>>,
+        cancel: CancellationToken,
+    ) -> Result<ExecutionResult, SandboxError> {
+        if self.shutdown.is_cancelled() {
+            return Err(SandboxError::ShuttingDown);
+        }
+        let stop = self.shutdown.child_token();
+        let _stop_guard = stop.clone().drop_guard();
+        let linked = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => linked.cancel(),
+                _ = linked.cancelled() => {}
+            }
+        });
+
+        let _permit = tokio::select! {
+            permit = self.permits.clone().acquire_owned() => permit.map_err(|_| SandboxError::ShuttingDown)?,
+            _ = stop.cancelled() => return Err(if self.shutdown.is_cancelled() { SandboxError::ShuttingDown } else { SandboxError::Cancelled }),
+        };
+
+        let execution_id = uuid::Uuid::new_v4().simple().to_string();
+        let language = request.language.as_str();
+        let spec = container_spec(&SpecInput {
+            image: self.image_for(request.language),
+            language,
+            execution_id: &execution_id,
+            owner: &self.owner,
+            memory_mb: request.memory_mb,
+            limits: &self.settings.limits,
+        });
+        let docker = self.engine.docker().await?;
+        let name = format!("code-executor-{execution_id}");
+        let t0 = Instant::now();
+        let prepared = tokio::select! {
+            prepared = lifecycle::prepare(docker, &self.removals, &name, spec) => prepared?,
+            _ = stop.cancelled() => return Err(SandboxError::Cancelled),
+        };
+        tracing::debug!(execution = %execution_id, container = %prepared.id(), ms = t0.elapsed().as_millis() as u64, "container prepared");
+        let secrets = Secrets::generate();
+        let run = prepared
+            .run(
+                RunInput {
+                    code: &request.code,
+                    stdin: &request.stdin,
+                    timeout: request.timeout,
+                    secrets: &secrets,
+                    output_cap: self.settings.limits.output_cap_bytes,
+                },
+                events,
+                stop.clone(),
+            )
+            .await;
+        let result = ExecutionResult::from_run(
+            run,
+            execution_id,
+            language,
+            request.timeout.as_millis() as u64,
+            request.memory_mb,
+        );
+        tracing::info!(
+            execution = %result.execution_id,
+            language,
+            success = result.success,
+            exit_code = ?result.exit_code,
+            timed_out = result.timed_out,
+            oom_killed = result.oom_killed,
+            ms = result.execution_time_ms,
+            "execution finished"
+        );
+        Ok(result)
+    }
+
+    /// Reports engine, images and load.
+    pub async fn health(&self) -> SandboxHealth {
+        let mut health = SandboxHealth {
+            engine_reachable: false,
+            engine_version: None,
+            engine_error: None,
+            runtime: "runc".to_owned(),
+            images: Vec::new(),
+            running_executions: self.settings.max_concurrent - self.permits.available_permits(),
+            max_concurrent: self.settings.max_concurrent,
+            pool_sizes: [("python".to_owned(), 0), ("typescript".to_owned(), 0)].into(),
+        };
+        match self.engine.docker().await {
+            Ok(docker) => match docker.version().await {
+                Ok(v) => {
+                    health.engine_reachable = true;
+                    health.engine_version = v.version;
+                }
+                Err(e) => {
+                    health.engine_error = Some(format!(
+                        "engine at {} did not answer: {e}",
+                        Engine::endpoint()
+                    ))
+                }
+            },
+            Err(e) => health.engine_error = Some(e.to_string()),
+        }
+        for language in [Language::Python, Language::TypeScript] {
+            let image = self.image_for(language).to_owned();
+            let (present, error) = if health.engine_reachable {
+                match self.engine.require_image(&image).await {
+                    Ok(()) => (true, None),
+                    Err(e) => (false, Some(e.to_string())),
+                }
+            } else {
+                (false, Some("engine unreachable".to_owned()))
+            };
+            health.images.push(ImageHealth {
+                language: language.as_str().to_owned(),
+                image,
+                present,
+                error,
+            });
+        }
+        health
+    }
+
+    /// Stops taking executions, cancels the running ones and waits (up to `grace`) until
+    /// their containers are removed.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shutdown.cancel();
+        let drained = async {
+            // Every running execution holds a permit until its container is handed for removal.
+            let _all = self
+                .permits
+                .acquire_many(self.settings.max_concurrent as u32)
+                .await;
+            self.removals.wait_idle().await;
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            tracing::warn!("shutdown grace period ended with removals still pending; the reaper removes leftovers at next start");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The hardened container configuration: one pure function from limits to a Docker
+//! create body. Every isolation property of a sandbox is decided here and nowhere else.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+
+use crate::config::Limits;
+
+/// Label every container of ours carries; the orphan reaper looks for it.
+pub const MANAGED_LABEL: &str = "code-executor.managed";
+/// Label holding the execution id.
+pub const EXECUTION_LABEL: &str = "code-executor.execution-id";
+/// Label naming the server process that owns the container (`host:pid:start-time`).
+pub const OWNER_LABEL: &str = "code-executor.owner";
+/// Label holding the language.
+pub const LANGUAGE_LABEL: &str = "code-executor.language";
+
+/// Unprivileged user and group the code runs as.
+pub const SANDBOX_USER: &str = "1001:1001";
+/// The whole environment of the sandbox: nothing is inherited from the server.
+pub const SANDBOX_ENV: [&str; 3] = [
+    "PATH=/usr/local/bin:/usr/bin:/bin",
+    "HOME=/workspace",
+    "LANG=C.UTF-8",
+];
+/// Per-user process limit (RLIMIT_NPROC). It counts every process of uid 1001 on the
+/// host, across containers, so it is a host-wide backstop; the per-container cap is `pids`.
+pub const NPROC_LIMIT: i64 = 4096;
+/// Open files per process.
+pub const NOFILE_LIMIT: i64 = 1024;
+
+/// What varies between sandboxes.
+#[derive(Debug, Clone)]
+pub struct SpecInput<'a> {
+    pub image: &'a str,
+    pub language: &'a str,
+    pub execution_id: &'a str,
+    pub owner: &'a str,
+    /// Memory for this execution, already checked against `limits.memory_mb`.
+    pub memory_mb: u64,
+    pub limits: &'a Limits,
+}
+
+/// Builds the create body of a sandbox container.
+pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
+    let l = input.limits;
+    let memory_bytes = (input.memory_mb as i64) * 1024 * 1024;
+    let tmpfs_opts = format!("rw,nosuid,nodev,size={}m,mode=1777", l.tmpfs_mb);
+    let workspace_opts = format!(
+        "rw,nosuid,nodev,size={}m,uid=1001,gid=1001,mode=0700",
+        l.tmpfs_mb
+    );
+    let file_size_limit = (l.tmpfs_mb as i64) * 1024 * 1024;
+
+    let host_config = HostConfig {
+        readonly_rootfs: Some(true),
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        cap_add: None,
+        privileged: Some(false),
+        // Docker's default seccomp profile applies because none is named; it is never
+        // set to unconfined.
+        security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+        network_mode: Some("none".to_owned()),
+        pids_limit: Some(l.pids),
+        memory: Some(memory_bytes),
+        memory_swap: Some(memory_bytes),
+        memory_swappiness: Some(0),
+        nano_cpus: Some((l.cpus * 1e9) as i64),
+        ulimits: Some(vec![
+            ulimit("nofile", NOFILE_LIMIT),
+            ulimit("nproc", NPROC_LIMIT),
+            ulimit("fsize", file_size_limit),
+            ulimit("core", 0),
+        ]),
+        tmpfs: Some(HashMap::from([
+            ("/tmp".to_owned(), tmpfs_opts),
+            ("/workspace".to_owned(), workspace_opts),
+        ])),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".to_owned()),
+            config: None,
+        }),
+        ipc_mode: Some("private".to_owned()),
+        auto_remove: Some(false),
+        init: Some(false),
+        ..Default::default()
+    };
+
+    ContainerCreateBody {
+        image: Some(input.image.to_owned()),
+        user: Some(SANDBOX_USER.to_owned()),
+        env: Some(SANDBOX_ENV.iter().map(|s| (*s).to_owned()).collect()),
+        working_dir: Some("/workspace".to_owned()),
+        labels: Some(HashMap::from([
+            (MANAGED_LABEL.to_owned(), "true".to_owned()),
+            (EXECUTION_LABEL.to_owned(), input.execution_id.to_owned()),
+            (OWNER_LABEL.to_owned(), input.owner.to_owned()),
+            (LANGUAGE_LABEL.to_owned(), input.language.to_owned()),
+        ])),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        tty: Some(false),
+        network_disabled: Some(true),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
+    ResourcesUlimits {
+        name: Some(name.to_owned()),
+        soft: Some(value),
+        hard: Some(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(limits: &Limits, memory_mb: u64) -> ContainerCreateBody {
+        container_spec(&SpecInput {
+            image: "code-executor/python:0.1.0",
+            language: "python",
+            execution_id: "exec-1",
+            owner: "host:1:2",
+            memory_mb,
+            limits,
+        })
+    }
+
+    fn spec() -> ContainerCreateBody {
+        spec_with(&Limits::default(), 256)
+    }
+
+    fn host(s: &ContainerCreateBody) -> &HostConfig {
+        s.host_config.as_ref().expect("host config")
+    }
+
+    #[test]
+    fn runs_as_unprivileged_user_in_workspace() {
+        let s = spec();
+        assert_eq!(s.user.as_deref(), Some("1001:1001"));
+        assert_eq!(s.working_dir.as_deref(), Some("/workspace"));
+        assert_eq!(host(&s).privileged, Some(false));
+    }
+
+    #[test]
+    fn root_filesystem_is_read_only() {
+        assert_eq!(host(&spec()).readonly_rootfs, Some(true));
+    }
+
+    #[test]
+    fn every_capability_is_dropped_and_none_added() {
+        let s = spec();
+        assert_eq!(host(&s).cap_drop.as_deref(), Some(&["ALL".to_owned()][..]));
+        assert!(host(&s).cap_add.is_none());
+    }
+
+    #[test]
+    fn no_new_privileges_and_never_unconfined_seccomp() {
+        let opts = host(&spec()).security_opt.clone().unwrap();
+        assert!(opts.contains(&"no-new-privileges:true".to_owned()));
+        assert!(opts.iter().all(|o| !o.contains("unconfined")), "{opts:?}");
+    }
+
+    #[test]
+    fn no_network() {
+        let s = spec();
+        assert_eq!(host(&s).network_mode.as_deref(), Some("none"));
+        assert_eq!(s.network_disabled, Some(true));
+    }
+
+    #[test]
+    fn resource_limits() {
+        let s = spec();
+        let h = host(&s);
+        assert_eq!(h.pids_limit, Some(64));
+        assert_eq!(h.memory, Some(256 * 1024 * 1024));
+        assert_eq!(h.memory_swap, h.memory, "swap equal to memory: no swap");
+        assert_eq!(h.nano_cpus, Some(1_000_000_000));
+    }
+
+    #[test]
+    fn per_call_memory_is_what_the_spec_uses() {
+        let s = spec_with(&Limits::default(), 64);
+        assert_eq!(host(&s).memory, Some(64 * 1024 * 1024));
+        assert_eq!(host(&s).memory_swap, Some(64 * 1024 * 1024));
+    }
+
+    #[test]
+    fn operator_limits_flow_through() {
+        let l = Limits {
+            pids: 32,
+            cpus: 0.5,
+            tmpfs_mb: 16,
+            ..Limits::default()
+        };
+        let s = spec_with(&l, 128);
+        let h = host(&s);
+        assert_eq!(h.pids_limit, Some(32));
+        assert_eq!(h.nano_cpus, Some(500_000_000));
+        assert!(h.tmpfs.as_ref().unwrap()["/tmp"].contains("size=16m"));
+    }
+
+    #[test]
+    fn ulimits_cover_files_processes_size_and_core() {
+        let s = spec();
+        let u = host(&s).ulimits.clone().unwrap();
+        let get = |n: &str| {
+            u.iter()
+                .find(|x| x.name.as_deref() == Some(n))
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(get("core").soft, Some(0));
+        assert_eq!(get("core").hard, Some(0));
+        assert_eq!(get("nofile").hard, Some(NOFILE_LIMIT));
+        assert_eq!(get("nproc").hard, Some(NPROC_LIMIT));
+        assert_eq!(get("fsize").hard, Some(64 * 1024 * 1024));
+        assert!(
+            u.iter().all(|x| x.soft == x.hard),
+            "soft equals hard: code cannot raise it"
+        );
+    }
+
+    #[test]
+    fn tmpfs_mounts_are_sized_nosuid_nodev() {
+        let s = spec();
+        let t = host(&s).tmpfs.clone().unwrap();
+        assert_eq!(t.len(), 2);
+        for path in ["/tmp", "/workspace"] {
+            let o = &t[path];
+            assert!(
+                o.contains("nosuid") && o.contains("nodev") && o.contains("size=64m"),
+                "{path}: {o}"
+            );
+        }
+        assert!(t["/workspace"].contains("uid=1001"));
+    }
+
+    #[test]
+    fn output_never_reaches_a_log_driver() {
+        let s = spec();
+        assert_eq!(
+            host(&s).log_config.as_ref().unwrap().typ.as_deref(),
+            Some("none")
+        );
+    }
+
+    #[test]
+    fn environment_is_exactly_path_home_lang() {
+        let env = spec().env.unwrap();
+        let names: Vec<&str> = env.iter().map(|e| e.split('=').next().unwrap()).collect();
+        assert_eq!(names, ["PATH", "HOME", "LANG"]);
+    }
+
+    #[test]
+    fn labels_mark_it_ours_with_its_execution() {
+        let labels = spec().labels.unwrap();
+        assert_eq!(labels[MANAGED_LABEL], "true");
+        assert_eq!(labels[EXECUTION_LABEL], "exec-1");
+        assert_eq!(labels[OWNER_LABEL], "host:1:2");
+        assert_eq!(labels[LANGUAGE_LABEL], "python");
+    }
+
+    #[test]
+    fn stdin_is_attached_once_without_tty() {
+        let s = spec();
+        assert_eq!(s.open_stdin, Some(true));
+        assert_eq!(s.stdin_once, Some(true));
+        assert_eq!(s.tty, Some(false));
+        assert_eq!(s.attach_stdout, Some(true));
+        assert_eq!(s.attach_stderr, Some(true));
+    }
+
+    #[test]
+    fn no_host_paths_are_mounted() {
+        let s = spec();
+        assert!(host(&s).binds.is_none());
+        assert!(host(&s).mounts.is_none());
+    }
+}

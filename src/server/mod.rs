@@ -1,0 +1,172 @@
+//! The MCP surface: the `executePython`, `executeTypescript` and `health` tools, served
+//! over stdio. Validation errors become `invalid_params`; a failure of the user's code is
+//! a normal result with `isError: true`.
+
+// MCP logging (setLevel, log notifications) is deprecated by SEP-2577 but still used by
+// today's clients.
+#![allow(deprecated)]
+
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::schema_for_output;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, LoggingLevel, RequestMetaObject,
+    ServerCapabilities, ServerConfig, SetLevelRequestParams,
+};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_handler, tool_router, ErrorData, Peer, RoleServer, ServerHandler};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::VERSION;
+use crate::outcome::ExecutionResult;
+use crate::request::{ExecuteArgs, Language};
+use crate::sandbox::{Sandbox, SandboxError};
+use stream::Forwarder;
+
+const PYTHON_DESCRIPTION: &str = "Run Python 3.11 code in a fresh, isolated container (no network, read-only filesystem except /tmp and /workspace, memory/CPU/process limits). Top-level `await` works. Returns stdout, stderr, exit code and the error with its traceback. Output streams as progress notifications while the code runs.";
+const TYPESCRIPT_DESCRIPTION: &str = "Run TypeScript (Deno) code in a fresh, isolated container (no network, no file or env permissions, memory/CPU/process limits). Top-level `await` works. Returns stdout, stderr, exit code and the error with its stack. Output streams as progress notifications while the code runs.";
+
+/// The MCP server handler.
+#[derive(Clone)]
+pub struct ExecutorServer {
+    sandbox: Arc<Sandbox>,
+    started: Instant,
+    log_level: Arc<Mutex<Option<LoggingLevel>>>,
+    #[expect(
+        dead_code,
+        reason = "the tool_handler macro routes calls through this field"
+    )]
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl ExecutorServer {
+    pub fn new(sandbox: Arc<Sandbox>) -> Self {
+        Self {
+            sandbox,
+            started: Instant::now(),
+            log_level: Arc::new(Mutex::new(None)),
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(name = "executePython", description = PYTHON_DESCRIPTION, output_schema = schema_for_output::<ExecutionResult>())]
+    async fn execute_python(
+        &self,
+        Parameters(args): Parameters<ExecuteArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.execute(Language::Python, args, meta, peer, cancel)
+            .await
+    }
+
+    #[tool(name = "executeTypescript", description = TYPESCRIPT_DESCRIPTION, output_schema = schema_for_output::<ExecutionResult>())]
+    async fn execute_typescript(
+        &self,
+        Parameters(args): Parameters<ExecuteArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.execute(Language::TypeScript, args, meta, peer, cancel)
+            .await
+    }
+
+    #[tool(
+        name = "health",
+        description = "Report whether the Docker engine is reachable, the sandbox images are present, the load, and uptime."
+    )]
+    async fn health(&self) -> Result<CallToolResult, ErrorData> {
+        let sandbox = self.sandbox.health().await;
+        let healthy = sandbox.engine_reachable && sandbox.images.iter().all(|i| i.present);
+        let report = serde_json::json!({
+            "healthy": healthy,
+            "version": VERSION,
+            "uptimeSecs": self.started.elapsed().as_secs(),
+            "sandbox": sandbox,
+            "downstreamServers": [],
+        });
+        let mut result = CallToolResult::structured(report.clone());
+        result.content = vec![ContentBlock::text(
+            serde_json::to_string_pretty(&report).unwrap_or_default(),
+        )];
+        Ok(result)
+    }
+}
+
+impl ExecutorServer {
+    async fn execute(
+        &self,
+        language: Language,
+        args: ExecuteArgs,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResult, ErrorData> {
+        let request = args
+            .validate(language, &self.sandbox.settings().limits)
+            .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let forwarder = Forwarder {
+            peer,
+            progress_token: meta.get_progress_token(),
+            log_level: self.log_level.clone(),
+            execution_label: format!("{} execution", language.as_str()),
+        };
+        let forwarding = tokio::spawn(forwarder.run(rx));
+        let outcome = self.sandbox.execute(&request, Some(tx), cancel).await;
+        // The sender is gone with `execute`; let every notification go out before the result.
+        let _ = forwarding.await;
+        match outcome {
+            Ok(result) => Ok(tool_result(&result)),
+            Err(e @ (SandboxError::Cancelled | SandboxError::ShuttingDown)) => {
+                Err(ErrorData::internal_error(e.to_string(), None))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "execution could not run");
+                Err(ErrorData::internal_error(e.to_string(), None))
+            }
+        }
+    }
+}
+
+/// The MCP tool result of an execution.
+pub fn tool_result(result: &ExecutionResult) -> CallToolResult {
+    let value = serde_json::to_value(result).unwrap_or_default();
+    let mut out = if result.success {
+        CallToolResult::structured(value)
+    } else {
+        CallToolResult::structured_error(value)
+    };
+    out.content = vec![ContentBlock::text(result.summary())];
+    out
+}
+
+#[tool_handler]
+impl ServerHandler for ExecutorServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_logging().build())
+            .with_server_info(Implementation::new("code-executor-mcp", VERSION))
+            .with_instructions(
+                "Run Python (executePython) or TypeScript (executeTypescript) in a fresh sandbox container per call. \
+                 Print what you want back; output is capped at 1 MiB per stream.",
+            )
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        *self.log_level.lock().await = Some(request.level);
+        Ok(())
+    }
+}
