@@ -338,8 +338,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("default_timeout_ms"));
-        let mut s = Settings::default();
-        s.max_concurrent = 0;
+        let s = Settings {
+            max_concurrent: 0,
+            ..Settings::default()
+        };
         assert!(s.validate().is_err());
     }
 }

@@ -60,7 +60,9 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing();
+    // `run` and `doctor` talk to a person: only warnings unless asked.
+    let quiet = matches!(cli.command, Some(Command::Run { .. } | Command::Doctor));
+    init_tracing(if quiet { "warn" } else { "info,rmcp=warn,bollard=warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,9 +94,9 @@ fn main() {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CODE_EXECUTOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn,bollard=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -211,7 +213,8 @@ async fn run_file(
     let _ = printer.await;
     sandbox.shutdown(SHUTDOWN_GRACE).await;
     let result = result?;
-    if let Some(error) = &result.error {
+    // An exception's traceback is already on stderr; say what the stream cannot.
+    if let Some(error) = result.error.as_ref().filter(|e| !result.stderr.contains(e.lines().last().unwrap_or(e))) {
         eprintln!("{error}");
     }
     if result.truncated {

@@ -23,7 +23,14 @@ async fn success_returns_output_and_removes_the_container() {
     let d = docker().await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let r = sb
-        .execute(&python("import sys\nprint('out')\nprint('err', file=sys.stderr)", 10_000), Some(tx), CancellationToken::new())
+        .execute(
+            &python(
+                "import sys\nprint('out')\nprint('err', file=sys.stderr)",
+                10_000,
+            ),
+            Some(tx),
+            CancellationToken::new(),
+        )
         .await
         .unwrap();
     assert!(r.success, "{r:?}");
@@ -34,7 +41,12 @@ async fn success_returns_output_and_removes_the_container() {
     while let Ok(chunk) = rx.try_recv() {
         streamed.push(chunk);
     }
-    assert!(streamed.iter().any(|c| c.stream == StreamKind::Stdout && c.bytes == b"out\n"), "{streamed:?}");
+    assert!(
+        streamed
+            .iter()
+            .any(|c| c.stream == StreamKind::Stdout && c.bytes == b"out\n"),
+        "{streamed:?}"
+    );
     sb.shutdown(REMOVAL_LIMIT).await;
     assert_all_removed(&d, REMOVAL_LIMIT).await;
 }
@@ -65,7 +77,11 @@ async fn engine_applies_the_hardened_spec() {
     let h = info.host_config.unwrap();
     assert_eq!(h.readonly_rootfs, Some(true));
     assert_eq!(h.cap_drop, Some(vec!["ALL".to_owned()]));
-    assert!(h.security_opt.unwrap().iter().any(|o| o.starts_with("no-new-privileges")));
+    assert!(h
+        .security_opt
+        .unwrap()
+        .iter()
+        .any(|o| o.starts_with("no-new-privileges")));
     assert_eq!(h.network_mode.as_deref(), Some("none"));
     assert_eq!(h.memory, Some(256 << 20));
     assert_eq!(h.memory_swap, Some(256 << 20));
@@ -74,7 +90,11 @@ async fn engine_applies_the_hardened_spec() {
     let config = info.config.unwrap();
     assert_eq!(config.user.as_deref(), Some("1001:1001"));
     let env = config.env.unwrap();
-    assert!(env.iter().all(|e| !e.starts_with("CARGO") && !e.starts_with("RUST")), "server env leaked: {env:?}");
+    assert!(
+        env.iter()
+            .all(|e| !e.starts_with("CARGO") && !e.starts_with("RUST")),
+        "server env leaked: {env:?}"
+    );
     sb.shutdown(REMOVAL_LIMIT).await;
     assert_all_removed(&d, REMOVAL_LIMIT).await;
 }
@@ -84,7 +104,14 @@ async fn timeout_kills_near_the_limit_and_removes_the_container() {
     let Some(sb) = sandbox().await else { return };
     let d = docker().await;
     let start = Instant::now();
-    let r = sb.execute(&python("while True:\n    pass", 1_500), None, CancellationToken::new()).await.unwrap();
+    let r = sb
+        .execute(
+            &python("while True:\n    pass", 1_500),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
     let elapsed = start.elapsed();
     assert!(r.timed_out && !r.success, "{r:?}");
     assert_eq!(r.exit_code, None);
@@ -104,7 +131,14 @@ async fn cancellation_stops_and_removes_the_container() {
         trigger.cancel();
     });
     let start = Instant::now();
-    let r = sb.execute(&python("import time\ntime.sleep(60)", 120_000), None, cancel).await.unwrap();
+    let r = sb
+        .execute(
+            &python("import time\ntime.sleep(60)", 120_000),
+            None,
+            cancel,
+        )
+        .await
+        .unwrap();
     assert_eq!(r.error_type.as_deref(), Some("Cancelled"), "{r:?}");
     assert!(start.elapsed() < Duration::from_secs(10));
     assert_all_removed(&d, REMOVAL_LIMIT).await;
@@ -117,23 +151,44 @@ async fn shutdown_cancels_running_executions_and_refuses_new_ones() {
     let d = docker().await;
     let running = {
         let sb = sb.clone();
-        tokio::spawn(async move { sb.execute(&python("import time\ntime.sleep(60)", 120_000), None, CancellationToken::new()).await })
+        tokio::spawn(async move {
+            sb.execute(
+                &python("import time\ntime.sleep(60)", 120_000),
+                None,
+                CancellationToken::new(),
+            )
+            .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     sb.shutdown(REMOVAL_LIMIT).await;
     let r = running.await.unwrap();
-    assert!(matches!(&r, Ok(res) if res.error_type.as_deref() == Some("Cancelled")) || matches!(r, Err(SandboxError::Cancelled)));
-    let again = sb.execute(&python("print(1)", 5_000), None, CancellationToken::new()).await;
-    assert!(matches!(again, Err(SandboxError::ShuttingDown)), "{again:?}");
+    assert!(
+        matches!(&r, Ok(res) if res.error_type.as_deref() == Some("Cancelled"))
+            || matches!(r, Err(SandboxError::Cancelled))
+    );
+    let again = sb
+        .execute(&python("print(1)", 5_000), None, CancellationToken::new())
+        .await;
+    assert!(
+        matches!(again, Err(SandboxError::ShuttingDown)),
+        "{again:?}"
+    );
     assert_all_removed(&d, REMOVAL_LIMIT).await;
 }
 
 #[tokio::test]
 async fn missing_image_says_to_build_it() {
     let Some(_) = sandbox().await else { return };
-    let settings = Settings { python_image: "code-executor/no-such-image:0".into(), ..Settings::default() };
+    let settings = Settings {
+        python_image: "code-executor/no-such-image:0".into(),
+        ..Settings::default()
+    };
     let sb = Sandbox::new(settings);
-    let err = sb.execute(&python("print(1)", 5_000), None, CancellationToken::new()).await.unwrap_err();
+    let err = sb
+        .execute(&python("print(1)", 5_000), None, CancellationToken::new())
+        .await
+        .unwrap_err();
     assert!(matches!(err, SandboxError::ImageMissing { .. }), "{err:?}");
     assert!(err.to_string().contains("make image-build"), "{err}");
 }
@@ -143,10 +198,19 @@ async fn unreachable_engine_names_the_endpoint() {
     // nextest runs each test in its own process, so this variable stays here.
     std::env::set_var("DOCKER_HOST", "unix:///nonexistent/docker.sock");
     let sb = Sandbox::new(Settings::default());
-    let err = sb.execute(&python("print(1)", 5_000), None, CancellationToken::new()).await.unwrap_err();
+    let err = sb
+        .execute(&python("print(1)", 5_000), None, CancellationToken::new())
+        .await
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, SandboxError::EngineUnreachable { .. }), "{err:?}");
-    assert!(msg.contains("/nonexistent/docker.sock") && msg.contains("DOCKER_HOST"), "{msg}");
+    assert!(
+        matches!(err, SandboxError::EngineUnreachable { .. }),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("/nonexistent/docker.sock") && msg.contains("DOCKER_HOST"),
+        "{msg}"
+    );
     let health = sb.health().await;
     assert!(!health.engine_reachable);
 }
@@ -156,11 +220,24 @@ async fn orphans_of_a_dead_server_are_reaped_and_live_ones_kept() {
     let Some(sb) = sandbox().await else { return };
     let d = docker().await;
     let me = Owner::current();
-    let dead_owner = Owner { host: me.host.clone(), pid: me.pid, start_time: me.start_time + 12345 }.label();
-    let other_host_owner = Owner { host: "some-other-host".into(), pid: 1, start_time: 1 }.label();
+    let dead_owner = Owner {
+        host: me.host.clone(),
+        pid: me.pid,
+        start_time: me.start_time + 12345,
+    }
+    .label();
+    let other_host_owner = Owner {
+        host: "some-other-host".into(),
+        pid: 1,
+        start_time: 1,
+    }
+    .label();
     let limits = Limits::default();
     let mut ids = Vec::new();
-    for (owner, exec) in [(dead_owner.as_str(), "orphan-test-dead"), (other_host_owner.as_str(), "orphan-test-other")] {
+    for (owner, exec) in [
+        (dead_owner.as_str(), "orphan-test-dead"),
+        (other_host_owner.as_str(), "orphan-test-other"),
+    ] {
         let exec = format!("{exec}-{}", std::process::id());
         let spec = container_spec(&SpecInput {
             image: &sb.settings().python_image,
@@ -180,13 +257,29 @@ async fn orphans_of_a_dead_server_are_reaped_and_live_ones_kept() {
         let d = d.clone();
         async move {
             let filters = HashMap::from([("label", vec![format!("{EXECUTION_LABEL}={exec}")])]);
-            let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+            let opts = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
             !d.list_containers(Some(opts)).await.unwrap().is_empty()
         }
     };
-    assert!(!exists(ids[0].1.clone()).await, "the dead server's container is reaped");
-    assert!(exists(ids[1].1.clone()).await, "another host's young container is left alone");
-    d.remove_container(&ids[1].0, Some(bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build()))
-        .await
-        .unwrap();
+    assert!(
+        !exists(ids[0].1.clone()).await,
+        "the dead server's container is reaped"
+    );
+    assert!(
+        exists(ids[1].1.clone()).await,
+        "another host's young container is left alone"
+    );
+    d.remove_container(
+        &ids[1].0,
+        Some(
+            bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .build(),
+        ),
+    )
+    .await
+    .unwrap();
 }

@@ -23,7 +23,11 @@ pub async fn sandbox() -> Option<Sandbox> {
     }
     let sandbox = Sandbox::new(Settings::default());
     let health = sandbox.health().await;
-    assert!(health.engine_reachable, "Docker engine unreachable: {:?}", health.engine_error);
+    assert!(
+        health.engine_reachable,
+        "Docker engine unreachable: {:?}",
+        health.engine_error
+    );
     for image in &health.images {
         assert!(image.present, "{}: run `make image-build`", image.image);
     }
@@ -31,20 +35,28 @@ pub async fn sandbox() -> Option<Sandbox> {
 }
 
 pub async fn docker() -> Docker {
-    Docker::connect_with_defaults().unwrap().negotiate_version().await.unwrap()
+    Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap()
 }
 
 pub fn python(code: &str, timeout_ms: u64) -> ExecutionRequest {
     let mut args = ExecuteArgs::with_code(code.to_owned());
     args.timeout_ms = Some(timeout_ms);
-    args.validate(Language::Python, &Settings::default().limits).unwrap()
+    args.validate(Language::Python, &Settings::default().limits)
+        .unwrap()
 }
 
 /// Ids of containers owned by this test process.
 pub async fn my_containers(docker: &Docker) -> Vec<String> {
     let label = format!("{OWNER_LABEL}={}", Owner::current().label());
     let filters = HashMap::from([("label", vec![label])]);
-    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     docker
         .list_containers(Some(opts))
         .await
@@ -62,7 +74,10 @@ pub async fn assert_all_removed(docker: &Docker, limit: Duration) {
         if left.is_empty() {
             return;
         }
-        assert!(start.elapsed() < limit, "containers left after {limit:?}: {left:?}");
+        assert!(
+            start.elapsed() < limit,
+            "containers left after {limit:?}: {left:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
