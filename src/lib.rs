@@ -7,6 +7,8 @@ pub mod config;
 pub mod doctor;
 /// The client-facing result of an execution.
 pub mod outcome;
+/// Pure policy rules: the tool allowlist and tool-name syntax.
+pub mod policy;
 /// Call arguments and their validation.
 pub mod request;
 /// Containers: spec, lifecycle, output capture, orphan reaping.
