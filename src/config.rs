@@ -86,6 +86,33 @@ pub struct Settings {
     pub deno_image: String,
     /// Labelled containers older than this are removed as orphans at start, whoever owns them.
     pub orphan_age_secs: u64,
+    /// Directory holding one socket directory per execution (bind-mounted into its container).
+    pub socket_base: PathBuf,
+    /// Operator policy for tool calls from the sandbox.
+    pub tools: ToolPolicy,
+}
+
+/// What the operator lets sandboxed code call.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolPolicy {
+    /// Tool patterns the operator permits (`mcp__git__*`); absent means every tool. A call's
+    /// `allowedTools` is intersected with this.
+    pub allowed: Option<Vec<String>>,
+    /// Tool calls one execution may make.
+    pub max_calls_per_execution: u64,
+    /// Sustained tool calls per second per execution (the burst is the same number).
+    pub calls_per_second: u32,
+}
+
+impl Default for ToolPolicy {
+    fn default() -> Self {
+        Self {
+            allowed: None,
+            max_calls_per_execution: 1000,
+            calls_per_second: 200,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -96,6 +123,8 @@ impl Default for Settings {
             python_image: format!("code-executor/python:{VERSION}"),
             deno_image: format!("code-executor/deno:{VERSION}"),
             orphan_age_secs: 15 * 60,
+            socket_base: PathBuf::from("/run/code-executor"),
+            tools: ToolPolicy::default(),
         }
     }
 }
@@ -170,6 +199,14 @@ impl Settings {
             "CODE_EXECUTOR_ORPHAN_AGE_SECS",
             &mut self.orphan_age_secs,
         )?;
+        env_num(&lookup, "CODE_EXECUTOR_MAX_TOOL_CALLS", &mut self.tools.max_calls_per_execution)?;
+        if let Some(v) = lookup("CODE_EXECUTOR_SOCKET_BASE") {
+            self.socket_base = PathBuf::from(v);
+        }
+        if let Some(v) = lookup("CODE_EXECUTOR_ALLOWED_TOOLS") {
+            // Comma-separated patterns; empty means none.
+            self.tools.allowed = Some(v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect());
+        }
         if let Some(v) = lookup("CODE_EXECUTOR_PYTHON_IMAGE") {
             self.python_image = v;
         }
@@ -229,6 +266,20 @@ impl Settings {
                 "default_timeout_ms",
                 l.default_timeout_ms.to_string(),
                 "must be 1000..=max_timeout_ms",
+            ));
+        }
+        if let Some(patterns) = &self.tools.allowed {
+            crate::policy::Allowlist::new(&[], Some(patterns)).map_err(|e| ConfigError::Range {
+                field: "tools.allowed",
+                value: format!("{patterns:?}"),
+                reason: e.to_string(),
+            })?;
+        }
+        if !self.socket_base.is_absolute() || self.socket_base.as_os_str().len() > 60 {
+            return Err(range(
+                "socket_base",
+                self.socket_base.display().to_string(),
+                "must be an absolute path of at most 60 bytes (Unix socket paths are short)",
             ));
         }
         if self.max_concurrent == 0 {

@@ -122,7 +122,7 @@ pub async fn check_all(sandbox: &Sandbox) -> Vec<Check> {
                 Language::TypeScript => "trial typescript",
             };
             let request = match ExecuteArgs::with_code(code.to_owned())
-                .validate(language, &sandbox.settings().limits)
+                .validate(language, &sandbox.settings().limits, sandbox.settings().tools.allowed.as_deref())
             {
                 Ok(r) => r,
                 Err(e) => {

@@ -188,7 +188,7 @@ async fn run_file(
         );
     }
     let settings = Settings::load().context("loading settings")?;
-    let request = args.validate(language, &settings.limits)?;
+    let request = args.validate(language, &settings.limits, settings.tools.allowed.as_deref())?;
     let sandbox = Sandbox::new(settings);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<OutputChunk>();
     let printer = tokio::spawn(async move {

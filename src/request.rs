@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::config::Limits;
+use crate::policy::{Allowlist, AllowlistError};
 
 /// Smallest memory a call may ask for; below this neither interpreter starts.
 pub const MIN_MEMORY_MB: u64 = 32;
@@ -80,13 +81,15 @@ pub struct ExecuteArgs {
 }
 
 /// A validated execution, ready for the sandbox.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ExecutionRequest {
     pub language: Language,
     pub code: String,
     pub timeout: Duration,
     pub memory_mb: u64,
     pub stdin: Vec<u8>,
+    /// The call's `allowedTools` intersected with the operator's policy.
+    pub allowlist: Allowlist,
 }
 
 /// Why a call's arguments were refused. Each message names the field and what to do.
@@ -115,6 +118,8 @@ pub enum RequestError {
         field: &'static str,
         what: &'static str,
     },
+    #[error("`allowedTools`: {0}")]
+    AllowedTools(#[from] AllowlistError),
 }
 
 impl ExecuteArgs {
@@ -130,11 +135,12 @@ impl ExecuteArgs {
         }
     }
 
-    /// Checks every field against the operator's limits.
+    /// Checks every field against the operator's limits and tool policy (`None`: every tool).
     pub fn validate(
         self,
         language: Language,
         limits: &Limits,
+        operator_tools: Option<&[String]>,
     ) -> Result<ExecutionRequest, RequestError> {
         if self.code.trim().is_empty() {
             return Err(RequestError::EmptyCode);
@@ -171,12 +177,7 @@ impl ExecuteArgs {
                 max: limits.memory_mb,
             });
         }
-        if !self.allowed_tools.is_empty() {
-            return Err(RequestError::NotAvailableYet {
-                field: "allowedTools",
-                what: "calling MCP tools from the sandbox",
-            });
-        }
+        let allowlist = Allowlist::new(&self.allowed_tools, operator_tools)?;
         if let Some(p) = &self.permissions {
             if !p.read.is_empty() || !p.write.is_empty() {
                 return Err(RequestError::NotAvailableYet {
@@ -197,6 +198,7 @@ impl ExecuteArgs {
             timeout: Duration::from_millis(timeout_ms),
             memory_mb,
             stdin,
+            allowlist,
         })
     }
 }
@@ -216,7 +218,7 @@ mod tests {
     #[test]
     fn defaults_come_from_the_operator_limits() {
         let r = args("print(1)")
-            .validate(Language::Python, &limits())
+            .validate(Language::Python, &limits(), None)
             .unwrap();
         assert_eq!(r.timeout, Duration::from_millis(30_000));
         assert_eq!(r.memory_mb, 256);
@@ -227,10 +229,7 @@ mod tests {
     #[test]
     fn empty_and_whitespace_code_is_refused() {
         for code in ["", "   \n\t"] {
-            assert_eq!(
-                args(code).validate(Language::Python, &limits()),
-                Err(RequestError::EmptyCode)
-            );
+            assert_eq!(args(code).validate(Language::Python, &limits(), None).unwrap_err(), RequestError::EmptyCode);
         }
     }
 
@@ -241,7 +240,7 @@ mod tests {
             ..limits()
         };
         let err = args("print(12345)")
-            .validate(Language::Python, &l)
+            .validate(Language::Python, &l, None)
             .unwrap_err();
         assert_eq!(err, RequestError::CodeTooLarge { size: 12, max: 10 });
         assert!(err.to_string().contains("`code`"));
@@ -250,7 +249,7 @@ mod tests {
     #[test]
     fn nul_in_code_is_refused() {
         let err = args("print(1)\0")
-            .validate(Language::Python, &limits())
+            .validate(Language::Python, &limits(), None)
             .unwrap_err();
         assert_eq!(err, RequestError::CodeHasNul);
     }
@@ -268,7 +267,7 @@ mod tests {
             let mut a = args("1");
             a.timeout_ms = Some(t);
             assert_eq!(
-                a.validate(Language::TypeScript, &limits()).is_ok(),
+                a.validate(Language::TypeScript, &limits(), None).is_ok(),
                 ok,
                 "timeout {t}"
             );
@@ -280,12 +279,12 @@ mod tests {
         let mut a = args("1");
         a.memory_mb = Some(64);
         assert_eq!(
-            a.validate(Language::Python, &limits()).unwrap().memory_mb,
+            a.validate(Language::Python, &limits(), None).unwrap().memory_mb,
             64
         );
         let mut a = args("1");
         a.memory_mb = Some(257);
-        let err = a.validate(Language::Python, &limits()).unwrap_err();
+        let err = a.validate(Language::Python, &limits(), None).unwrap_err();
         assert!(matches!(
             err,
             RequestError::MemoryOutOfRange {
@@ -297,7 +296,7 @@ mod tests {
         assert!(err.to_string().contains("memoryMb"));
         let mut a = args("1");
         a.memory_mb = Some(1);
-        assert!(a.validate(Language::Python, &limits()).is_err());
+        assert!(a.validate(Language::Python, &limits(), None).is_err());
     }
 
     #[test]
@@ -305,7 +304,7 @@ mod tests {
         let mut a = args("1");
         a.stdin = Some("line one\nline two".into());
         assert_eq!(
-            a.validate(Language::Python, &limits()).unwrap().stdin,
+            a.validate(Language::Python, &limits(), None).unwrap().stdin,
             b"line one\nline two"
         );
         let mut a = args("1");
@@ -315,7 +314,7 @@ mod tests {
             ..limits()
         };
         assert!(matches!(
-            a.validate(Language::Python, &l),
+            a.validate(Language::Python, &l, None),
             Err(RequestError::StdinTooLarge { .. })
         ));
     }
@@ -325,7 +324,7 @@ mod tests {
         let mut a = args("1");
         a.allowed_tools = vec!["mcp__time__*".into()];
         assert!(a
-            .validate(Language::Python, &limits())
+            .validate(Language::Python, &limits(), None)
             .unwrap_err()
             .to_string()
             .contains("allowedTools"));
@@ -335,7 +334,7 @@ mod tests {
             ..Default::default()
         });
         assert!(a
-            .validate(Language::Python, &limits())
+            .validate(Language::Python, &limits(), None)
             .unwrap_err()
             .to_string()
             .contains("permissions.net"));
@@ -344,11 +343,11 @@ mod tests {
             read: vec!["/etc".into()],
             ..Default::default()
         });
-        assert!(a.validate(Language::Python, &limits()).is_err());
+        assert!(a.validate(Language::Python, &limits(), None).is_err());
         let mut a = args("1");
         a.permissions = Some(Permissions::default());
         assert!(
-            a.validate(Language::Python, &limits()).is_ok(),
+            a.validate(Language::Python, &limits(), None).is_ok(),
             "empty permissions are fine"
         );
     }

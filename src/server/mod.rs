@@ -112,7 +112,7 @@ impl ExecutorServer {
         cancel: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
         let request = args
-            .validate(language, &self.sandbox.settings().limits)
+            .validate(language, &self.sandbox.settings().limits, self.sandbox.settings().tools.allowed.as_deref())
             .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let forwarder = Forwarder {

@@ -45,7 +45,7 @@ pub async fn docker() -> Docker {
 pub fn python(code: &str, timeout_ms: u64) -> ExecutionRequest {
     let mut args = ExecuteArgs::with_code(code.to_owned());
     args.timeout_ms = Some(timeout_ms);
-    args.validate(Language::Python, &Settings::default().limits)
+    args.validate(Language::Python, &Settings::default().limits, None)
         .unwrap()
 }
 
