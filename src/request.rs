@@ -229,7 +229,12 @@ mod tests {
     #[test]
     fn empty_and_whitespace_code_is_refused() {
         for code in ["", "   \n\t"] {
-            assert_eq!(args(code).validate(Language::Python, &limits(), None).unwrap_err(), RequestError::EmptyCode);
+            assert_eq!(
+                args(code)
+                    .validate(Language::Python, &limits(), None)
+                    .unwrap_err(),
+                RequestError::EmptyCode
+            );
         }
     }
 
@@ -279,7 +284,9 @@ mod tests {
         let mut a = args("1");
         a.memory_mb = Some(64);
         assert_eq!(
-            a.validate(Language::Python, &limits(), None).unwrap().memory_mb,
+            a.validate(Language::Python, &limits(), None)
+                .unwrap()
+                .memory_mb,
             64
         );
         let mut a = args("1");
@@ -320,14 +327,38 @@ mod tests {
     }
 
     #[test]
-    fn features_of_later_issues_are_refused_not_ignored() {
+    fn allowed_tools_are_checked_and_intersected_with_the_operator_policy() {
         let mut a = args("1");
-        a.allowed_tools = vec!["mcp__time__*".into()];
-        assert!(a
+        a.allowed_tools = vec!["mcp__time__*".into(), "mcp__git__git_log".into()];
+        let r = a
+            .clone()
+            .validate(Language::Python, &limits(), None)
+            .unwrap();
+        assert!(r.allowlist.allows("mcp__time__get_current_time"));
+        assert!(r.allowlist.allows("mcp__git__git_log"));
+        assert!(!r.allowlist.allows("mcp__git__git_status"));
+        let operator = vec!["mcp__time__*".to_owned()];
+        let r = a
+            .validate(Language::Python, &limits(), Some(&operator))
+            .unwrap();
+        assert!(
+            !r.allowlist.allows("mcp__git__git_log"),
+            "operator policy wins"
+        );
+        let mut a = args("1");
+        a.allowed_tools = vec!["mcp__git*".into()];
+        let err = a
             .validate(Language::Python, &limits(), None)
             .unwrap_err()
-            .to_string()
-            .contains("allowedTools"));
+            .to_string();
+        assert!(
+            err.contains("allowedTools") && err.contains("mcp__git*"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn features_of_later_issues_are_refused_not_ignored() {
         let mut a = args("1");
         a.permissions = Some(Permissions {
             net: vec!["example.com".into()],
