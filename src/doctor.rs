@@ -4,6 +4,7 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::downstream::{DownstreamPool, ServerStatus};
 use crate::request::{ExecuteArgs, Language};
 use crate::sandbox::Sandbox;
 
@@ -121,9 +122,11 @@ pub async fn check_all(sandbox: &Sandbox) -> Vec<Check> {
                 Language::Python => "trial python",
                 Language::TypeScript => "trial typescript",
             };
-            let request = match ExecuteArgs::with_code(code.to_owned())
-                .validate(language, &sandbox.settings().limits, sandbox.settings().tools.allowed.as_deref())
-            {
+            let request = match ExecuteArgs::with_code(code.to_owned()).validate(
+                language,
+                &sandbox.settings().limits,
+                sandbox.settings().tools.allowed.as_deref(),
+            ) {
                 Ok(r) => r,
                 Err(e) => {
                     out.push(check(name, Status::Fail, e.to_string()));
@@ -149,4 +152,36 @@ pub async fn check_all(sandbox: &Sandbox) -> Vec<Check> {
         }
     }
     out
+}
+
+/// One line per downstream MCP server.
+pub async fn check_downstream(pool: &DownstreamPool) -> Vec<Check> {
+    let states = pool.states().await;
+    if states.is_empty() {
+        return vec![check(
+            "downstream",
+            Status::Warn,
+            "no MCP servers configured: code can run but call no tools",
+        )];
+    }
+    states
+        .into_iter()
+        .map(|s| match s.status {
+            ServerStatus::Ready => check(
+                "downstream",
+                Status::Ok,
+                format!("{}: {} tools", s.name, s.tool_count),
+            ),
+            _ => check(
+                "downstream",
+                Status::Fail,
+                format!(
+                    "{}: {:?}: {}",
+                    s.name,
+                    s.status,
+                    s.error.unwrap_or_default()
+                ),
+            ),
+        })
+        .collect()
 }

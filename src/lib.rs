@@ -5,10 +5,14 @@
 pub mod config;
 /// The `doctor` checks of a deployment.
 pub mod doctor;
+/// Clients of the downstream MCP servers whose tools the sandbox may call.
+pub mod downstream;
 /// The client-facing result of an execution.
 pub mod outcome;
 /// Pure policy rules: the tool allowlist and tool-name syntax.
 pub mod policy;
+/// The per-execution tool proxy on a Unix socket.
+pub mod proxy;
 /// Call arguments and their validation.
 pub mod request;
 /// Containers: spec, lifecycle, output capture, orphan reaping.

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use code_executor_mcp::config::{Settings, VERSION};
 use code_executor_mcp::doctor;
+use code_executor_mcp::downstream::{config::load_servers_from_env, DownstreamPool};
 use code_executor_mcp::request::{ExecuteArgs, Language};
 use code_executor_mcp::sandbox::lifecycle::{OutputChunk, StreamKind};
 use code_executor_mcp::sandbox::Sandbox;
@@ -53,6 +54,9 @@ enum Command {
         /// File whose contents become the code's standard input.
         #[arg(long, value_name = "FILE")]
         stdin_file: Option<PathBuf>,
+        /// A tool the code may call (exact name or glob like `mcp__git__*`); repeatable.
+        #[arg(long = "allow-tool", value_name = "PATTERN")]
+        allowed_tools: Vec<String>,
     },
     /// Check the deployment: engine, images, seccomp, AppArmor, a trial execution.
     Doctor,
@@ -62,7 +66,11 @@ fn main() {
     let cli = Cli::parse();
     // `run` and `doctor` talk to a person: only warnings unless asked.
     let quiet = matches!(cli.command, Some(Command::Run { .. } | Command::Doctor));
-    init_tracing(if quiet { "warn" } else { "info,rmcp=warn,bollard=warn" });
+    init_tracing(if quiet {
+        "warn"
+    } else {
+        "info,rmcp=warn,bollard=warn"
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,7 +89,8 @@ fn main() {
                 timeout_ms,
                 memory_mb,
                 stdin_file,
-            } => run_file(file, timeout_ms, memory_mb, stdin_file).await,
+                allowed_tools,
+            } => run_file(file, timeout_ms, memory_mb, stdin_file, allowed_tools).await,
             Command::Doctor => doctor_command().await,
         }
     });
@@ -109,7 +118,8 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
         bail!("--http {addr}: Streamable HTTP is not available yet in this release; serve over stdio (no --http)");
     }
     let settings = Settings::load().context("loading settings")?;
-    let sandbox = Arc::new(Sandbox::new(settings));
+    let downstream = start_downstream()?;
+    let sandbox = Arc::new(Sandbox::new(settings, downstream.clone()));
     {
         let sandbox = sandbox.clone();
         tokio::spawn(async move {
@@ -135,7 +145,7 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
          Point a client at it, e.g. in .mcp.json: {{\"mcpServers\": {{\"code-executor\": {{\"command\": \"{exe}\", \"args\": [\"serve\"]}}}}}}\n\
          Logs go to stderr; stop with Ctrl-C or by closing stdin."
     );
-    let service = ExecutorServer::new(sandbox.clone())
+    let service = ExecutorServer::new(sandbox.clone(), downstream.clone())
         .serve(rmcp::transport::stdio())
         .await
         .context("starting the MCP session on stdio")?;
@@ -152,7 +162,22 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
         }
     }
     sandbox.shutdown(SHUTDOWN_GRACE).await;
+    downstream.shutdown().await;
     Ok(())
+}
+
+/// Reads the downstream MCP servers and starts connecting to them in the background.
+fn start_downstream() -> anyhow::Result<Arc<DownstreamPool>> {
+    let servers = load_servers_from_env().context("reading downstream MCP servers")?;
+    if servers.is_empty() {
+        tracing::info!(
+            "no downstream MCP servers configured (MCP_CONFIG_PATH, ./.mcp.json, ~/.claude.json)"
+        );
+    } else {
+        let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        tracing::info!(servers = ?names, "connecting to downstream MCP servers");
+    }
+    Ok(DownstreamPool::start(servers))
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -174,6 +199,7 @@ async fn run_file(
     timeout_ms: Option<u64>,
     memory_mb: Option<u64>,
     stdin_file: Option<PathBuf>,
+    allowed_tools: Vec<String>,
 ) -> anyhow::Result<i32> {
     let language = Language::from_path(&file)?;
     let code =
@@ -181,6 +207,7 @@ async fn run_file(
     let mut args = ExecuteArgs::with_code(code);
     args.timeout_ms = timeout_ms;
     args.memory_mb = memory_mb;
+    args.allowed_tools = allowed_tools;
     if let Some(path) = stdin_file {
         args.stdin = Some(
             std::fs::read_to_string(&path)
@@ -188,8 +215,16 @@ async fn run_file(
         );
     }
     let settings = Settings::load().context("loading settings")?;
-    let request = args.validate(language, &settings.limits, settings.tools.allowed.as_deref())?;
-    let sandbox = Sandbox::new(settings);
+    let request = args.validate(
+        language,
+        &settings.limits,
+        settings.tools.allowed.as_deref(),
+    )?;
+    let downstream = start_downstream()?;
+    if !request.allowlist.is_empty() {
+        downstream.wait_ready(Duration::from_secs(15)).await;
+    }
+    let sandbox = Sandbox::new(settings, downstream.clone());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<OutputChunk>();
     let printer = tokio::spawn(async move {
         while let Some(chunk) = rx.recv().await {
@@ -212,9 +247,14 @@ async fn run_file(
     let result = sandbox.execute(&request, Some(tx), cancel).await;
     let _ = printer.await;
     sandbox.shutdown(SHUTDOWN_GRACE).await;
+    downstream.shutdown().await;
     let result = result?;
     // An exception's traceback is already on stderr; say what the stream cannot.
-    if let Some(error) = result.error.as_ref().filter(|e| !result.stderr.contains(e.lines().last().unwrap_or(e))) {
+    if let Some(error) = result
+        .error
+        .as_ref()
+        .filter(|e| !result.stderr.contains(e.lines().last().unwrap_or(e)))
+    {
         eprintln!("{error}");
     }
     if result.truncated {
@@ -234,8 +274,11 @@ async fn run_file(
 
 async fn doctor_command() -> anyhow::Result<i32> {
     let settings = Settings::load().context("loading settings")?;
-    let sandbox = Sandbox::new(settings);
-    let report = doctor::check_all(&sandbox).await;
+    let downstream = start_downstream()?;
+    let sandbox = Sandbox::new(settings, downstream.clone());
+    downstream.wait_ready(Duration::from_secs(15)).await;
+    let mut report = doctor::check_all(&sandbox).await;
+    report.extend(doctor::check_downstream(&downstream).await);
     for check in &report {
         println!(
             "{} {:<22} {}",
@@ -245,6 +288,7 @@ async fn doctor_command() -> anyhow::Result<i32> {
         );
     }
     sandbox.shutdown(SHUTDOWN_GRACE).await;
+    downstream.shutdown().await;
     let failed = report.iter().any(|c| c.status == doctor::Status::Fail);
     if failed {
         println!("\nSome checks failed: fix them (the lines above say how) and run `code-executor-mcp doctor` again.");

@@ -12,7 +12,7 @@ use code_executor_mcp::sandbox::lifecycle::StreamKind;
 use code_executor_mcp::sandbox::reaper::Owner;
 use code_executor_mcp::sandbox::spec::{container_spec, SpecInput, EXECUTION_LABEL};
 use code_executor_mcp::sandbox::{Sandbox, SandboxError};
-use common::{assert_all_removed, docker, my_containers, python, sandbox};
+use common::{assert_all_removed, docker, my_containers, no_tools, python, sandbox};
 use tokio_util::sync::CancellationToken;
 
 const REMOVAL_LIMIT: Duration = Duration::from_secs(15);
@@ -184,7 +184,7 @@ async fn missing_image_says_to_build_it() {
         python_image: "code-executor/no-such-image:0".into(),
         ..Settings::default()
     };
-    let sb = Sandbox::new(settings);
+    let sb = Sandbox::new(settings, no_tools());
     let err = sb
         .execute(&python("print(1)", 5_000), None, CancellationToken::new())
         .await
@@ -197,7 +197,7 @@ async fn missing_image_says_to_build_it() {
 async fn unreachable_engine_names_the_endpoint() {
     // nextest runs each test in its own process, so this variable stays here.
     std::env::set_var("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-    let sb = Sandbox::new(Settings::default());
+    let sb = Sandbox::new(Settings::default(), no_tools());
     let err = sb
         .execute(&python("print(1)", 5_000), None, CancellationToken::new())
         .await
@@ -246,6 +246,7 @@ async fn orphans_of_a_dead_server_are_reaped_and_live_ones_kept() {
             owner,
             memory_mb: 64,
             limits: &limits,
+            proxy_dir: None,
         });
         let id = d.create_container(None, spec).await.unwrap().id;
         ids.push((id, exec));

@@ -25,6 +25,8 @@ use spec::{container_spec, SpecInput};
 
 use crate::config::Settings;
 use crate::outcome::ExecutionResult;
+use crate::proxy::socket_dir::SocketDir;
+use crate::proxy::{ExecState, ProxyConfig, ProxyError, ToolBackend};
 use crate::request::{ExecutionRequest, Language};
 
 /// Errors of the sandbox machinery (not of the user's code, which is a normal result).
@@ -45,6 +47,8 @@ pub enum SandboxError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("tool proxy: {0}")]
+    Proxy(#[from] ProxyError),
     #[error("the execution was cancelled before it started")]
     Cancelled,
     #[error("the server is shutting down and takes no new executions")]
@@ -85,12 +89,21 @@ pub struct Sandbox {
     permits: Arc<Semaphore>,
     removals: Removals,
     shutdown: CancellationToken,
+    tools: Arc<dyn ToolBackend>,
+}
+
+impl std::fmt::Debug for dyn ToolBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToolBackend")
+    }
 }
 
 impl Sandbox {
-    pub fn new(settings: Settings) -> Self {
+    /// A sandbox whose executions call tools from `tools`.
+    pub fn new(settings: Settings, tools: Arc<dyn ToolBackend>) -> Self {
         let me = Owner::current();
         Self {
+            tools,
             engine: Engine::new(),
             owner: me.label(),
             me,
@@ -156,6 +169,8 @@ impl Sandbox {
 
         let execution_id = uuid::Uuid::new_v4().simple().to_string();
         let language = request.language.as_str();
+        // Dropped at the end of this function, on every path: removes socket and directory.
+        let socket_dir = SocketDir::create(&self.settings.socket_base, &execution_id)?;
         let spec = container_spec(&SpecInput {
             image: self.image_for(request.language),
             language,
@@ -163,6 +178,7 @@ impl Sandbox {
             owner: &self.owner,
             memory_mb: request.memory_mb,
             limits: &self.settings.limits,
+            proxy_dir: Some(socket_dir.path()),
         });
         let docker = self.engine.docker().await?;
         let name = format!("code-executor-{execution_id}");
@@ -173,6 +189,18 @@ impl Sandbox {
         };
         tracing::debug!(execution = %execution_id, container = %prepared.id(), ms = t0.elapsed().as_millis() as u64, "container prepared");
         let secrets = Secrets::generate();
+        let proxy_state = ExecState::new(
+            secrets.token.clone(),
+            request.allowlist.clone(),
+            self.tools.clone(),
+            ProxyConfig {
+                max_calls: self.settings.tools.max_calls_per_execution,
+                calls_per_second: self.settings.tools.calls_per_second,
+                burst: self.settings.tools.calls_per_second,
+                ..ProxyConfig::default()
+            },
+        );
+        let proxy = crate::proxy::serve(&socket_dir.socket(), Arc::new(proxy_state))?;
         let run = prepared
             .run(
                 RunInput {
@@ -186,13 +214,16 @@ impl Sandbox {
                 stop.clone(),
             )
             .await;
-        let result = ExecutionResult::from_run(
+        let (tool_calls, tool_summary) = proxy.stop().await;
+        let mut result = ExecutionResult::from_run(
             run,
             execution_id,
             language,
             request.timeout.as_millis() as u64,
             request.memory_mb,
         );
+        result.tool_calls_made = tool_calls;
+        result.tool_call_summary = tool_summary;
         tracing::info!(
             execution = %result.execution_id,
             language,

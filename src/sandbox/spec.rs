@@ -3,7 +3,12 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use std::path::Path;
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountType, ResourcesUlimits,
+};
 
 use crate::config::Limits;
 
@@ -40,7 +45,13 @@ pub struct SpecInput<'a> {
     /// Memory for this execution, already checked against `limits.memory_mb`.
     pub memory_mb: u64,
     pub limits: &'a Limits,
+    /// Host directory holding this execution's proxy socket, mounted read-only at
+    /// [`PROXY_MOUNT`].
+    pub proxy_dir: Option<&'a Path>,
 }
+
+/// Where the proxy socket directory appears inside the container.
+pub const PROXY_MOUNT: &str = "/run/mcp";
 
 /// Builds the create body of a sandbox container.
 pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
@@ -82,6 +93,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
             config: None,
         }),
         ipc_mode: Some("private".to_owned()),
+        mounts: input.proxy_dir.map(|dir| vec![proxy_mount(dir)]),
         auto_remove: Some(false),
         init: Some(false),
         ..Default::default()
@@ -110,6 +122,21 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
     }
 }
 
+/// The read-only bind mount of the proxy socket directory (private propagation).
+fn proxy_mount(dir: &Path) -> Mount {
+    Mount {
+        target: Some(PROXY_MOUNT.to_owned()),
+        source: Some(dir.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        bind_options: Some(MountBindOptions {
+            propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
     ResourcesUlimits {
         name: Some(name.to_owned()),
@@ -130,6 +157,7 @@ mod tests {
             owner: "host:1:2",
             memory_mb,
             limits,
+            proxy_dir: None,
         })
     }
 
@@ -283,5 +311,32 @@ mod tests {
         let s = spec();
         assert!(host(&s).binds.is_none());
         assert!(host(&s).mounts.is_none());
+    }
+
+    #[test]
+    fn only_the_proxy_directory_is_mounted_read_only() {
+        let limits = Limits::default();
+        let dir = Path::new("/run/code-executor/abc");
+        let s = container_spec(&SpecInput {
+            image: "i",
+            language: "python",
+            execution_id: "e",
+            owner: "o",
+            memory_mb: 64,
+            limits: &limits,
+            proxy_dir: Some(dir),
+        });
+        let mounts = host(&s).mounts.clone().unwrap();
+        assert_eq!(mounts.len(), 1);
+        let m = &mounts[0];
+        assert_eq!(m.source.as_deref(), Some("/run/code-executor/abc"));
+        assert_eq!(m.target.as_deref(), Some("/run/mcp"));
+        assert_eq!(m.typ, Some(MountType::BIND));
+        assert_eq!(m.read_only, Some(true));
+        assert_eq!(
+            m.bind_options.as_ref().unwrap().propagation,
+            Some(MountBindOptionsPropagationEnum::RPRIVATE)
+        );
+        assert!(host(&s).binds.is_none());
     }
 }

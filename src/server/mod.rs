@@ -24,6 +24,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::VERSION;
+use crate::downstream::DownstreamPool;
 use crate::outcome::ExecutionResult;
 use crate::request::{ExecuteArgs, Language};
 use crate::sandbox::{Sandbox, SandboxError};
@@ -36,6 +37,7 @@ const TYPESCRIPT_DESCRIPTION: &str = "Run TypeScript (Deno) code in a fresh, iso
 #[derive(Clone)]
 pub struct ExecutorServer {
     sandbox: Arc<Sandbox>,
+    downstream: Arc<DownstreamPool>,
     started: Instant,
     log_level: Arc<Mutex<Option<LoggingLevel>>>,
     #[expect(
@@ -47,9 +49,10 @@ pub struct ExecutorServer {
 
 #[tool_router]
 impl ExecutorServer {
-    pub fn new(sandbox: Arc<Sandbox>) -> Self {
+    pub fn new(sandbox: Arc<Sandbox>, downstream: Arc<DownstreamPool>) -> Self {
         Self {
             sandbox,
+            downstream,
             started: Instant::now(),
             log_level: Arc::new(Mutex::new(None)),
             tool_router: Self::tool_router(),
@@ -92,7 +95,7 @@ impl ExecutorServer {
             "version": VERSION,
             "uptimeSecs": self.started.elapsed().as_secs(),
             "sandbox": sandbox,
-            "downstreamServers": [],
+            "downstreamServers": self.downstream.states().await,
         });
         let mut result = CallToolResult::structured(report.clone());
         result.content = vec![ContentBlock::text(
@@ -112,7 +115,11 @@ impl ExecutorServer {
         cancel: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
         let request = args
-            .validate(language, &self.sandbox.settings().limits, self.sandbox.settings().tools.allowed.as_deref())
+            .validate(
+                language,
+                &self.sandbox.settings().limits,
+                self.sandbox.settings().tools.allowed.as_deref(),
+            )
             .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let forwarder = Forwarder {

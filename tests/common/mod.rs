@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use bollard::Docker;
 use code_executor_mcp::config::Settings;
+use code_executor_mcp::downstream::DownstreamPool;
+use code_executor_mcp::proxy::ToolBackend;
 use code_executor_mcp::request::{ExecuteArgs, ExecutionRequest, Language};
 use code_executor_mcp::sandbox::reaper::Owner;
 use code_executor_mcp::sandbox::spec::OWNER_LABEL;
@@ -21,7 +23,7 @@ pub async fn sandbox() -> Option<Sandbox> {
         eprintln!("SKIPPED: CODE_EXECUTOR_SKIP_DOCKER_TESTS=1");
         return None;
     }
-    let sandbox = Sandbox::new(Settings::default());
+    let sandbox = Sandbox::new(Settings::default(), no_tools());
     let health = sandbox.health().await;
     assert!(
         health.engine_reachable,
@@ -80,4 +82,9 @@ pub async fn assert_all_removed(docker: &Docker, limit: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A tool backend with no servers.
+pub fn no_tools() -> std::sync::Arc<dyn ToolBackend> {
+    DownstreamPool::start(Vec::new())
 }
