@@ -90,6 +90,10 @@ pub struct Settings {
     pub socket_base: PathBuf,
     /// Operator policy for tool calls from the sandbox.
     pub tools: ToolPolicy,
+    /// Warm containers kept ready per language (0 turns the pool off).
+    pub pool_size: usize,
+    /// Warm containers older than this are replaced.
+    pub pool_max_age_secs: u64,
 }
 
 /// What the operator lets sandboxed code call.
@@ -125,6 +129,8 @@ impl Default for Settings {
             orphan_age_secs: 15 * 60,
             socket_base: PathBuf::from("/run/code-executor"),
             tools: ToolPolicy::default(),
+            pool_size: 2,
+            pool_max_age_secs: 300,
         }
     }
 }
@@ -199,13 +205,23 @@ impl Settings {
             "CODE_EXECUTOR_ORPHAN_AGE_SECS",
             &mut self.orphan_age_secs,
         )?;
-        env_num(&lookup, "CODE_EXECUTOR_MAX_TOOL_CALLS", &mut self.tools.max_calls_per_execution)?;
+        env_num(
+            &lookup,
+            "CODE_EXECUTOR_MAX_TOOL_CALLS",
+            &mut self.tools.max_calls_per_execution,
+        )?;
         if let Some(v) = lookup("CODE_EXECUTOR_SOCKET_BASE") {
             self.socket_base = PathBuf::from(v);
         }
         if let Some(v) = lookup("CODE_EXECUTOR_ALLOWED_TOOLS") {
             // Comma-separated patterns; empty means none.
-            self.tools.allowed = Some(v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect());
+            self.tools.allowed = Some(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            );
         }
         if let Some(v) = lookup("CODE_EXECUTOR_PYTHON_IMAGE") {
             self.python_image = v;
@@ -280,6 +296,13 @@ impl Settings {
                 "socket_base",
                 self.socket_base.display().to_string(),
                 "must be an absolute path of at most 60 bytes (Unix socket paths are short)",
+            ));
+        }
+        if self.pool_size > 16 {
+            return Err(range(
+                "pool_size",
+                self.pool_size.to_string(),
+                "must be 0..=16",
             ));
         }
         if self.max_concurrent == 0 {

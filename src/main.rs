@@ -120,6 +120,7 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
     let settings = Settings::load().context("loading settings")?;
     let downstream = start_downstream()?;
     let sandbox = Arc::new(Sandbox::new(settings, downstream.clone()));
+    sandbox.start_pool();
     {
         let sandbox = sandbox.clone();
         tokio::spawn(async move {

@@ -50,6 +50,8 @@ pub struct ExecutionResult {
     pub execution_id: String,
     /// `python` or `typescript`.
     pub language: String,
+    /// The code ran in a container prepared ahead (warm pool) rather than one made for it.
+    pub warm_start: bool,
 }
 
 impl ExecutionResult {
@@ -123,6 +125,7 @@ impl ExecutionResult {
             tool_call_summary: BTreeMap::new(),
             execution_id,
             language: language.to_owned(),
+            warm_start: false,
         }
     }
 

@@ -219,6 +219,16 @@ impl PreparedContainer {
         self.prepared_at.elapsed()
     }
 
+    /// True while the container's runner still waits silently for its request: the
+    /// attach stream is open and has carried nothing. Costs no engine round trip. A
+    /// container that fails this check must be discarded, never handed to user code.
+    pub fn is_waiting(&mut self) -> bool {
+        use futures_util::FutureExt;
+        // Pending: nothing happened. Anything else (output, error, end) means the runner
+        // is not in its pristine waiting state.
+        self.output.next().now_or_never().is_none()
+    }
+
     /// Runs one execution: writes the request, streams output to `events`, and returns
     /// when the runner has reported (or the container exited, the timeout passed, or
     /// `cancel` fired). The container is removed in the background afterwards.

@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod lifecycle;
 pub mod output;
+pub mod pool;
 pub mod protocol;
 pub mod reaper;
 pub mod spec;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use engine::Engine;
 use lifecycle::{OutputChunk, Removals, RunInput};
+use pool::{Fresh, WarmPool};
 use protocol::Secrets;
 use reaper::Owner;
 use spec::{container_spec, SpecInput};
@@ -90,6 +92,8 @@ pub struct Sandbox {
     removals: Removals,
     shutdown: CancellationToken,
     tools: Arc<dyn ToolBackend>,
+    pool: WarmPool,
+    refill: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for dyn ToolBackend {
@@ -104,6 +108,8 @@ impl Sandbox {
         let me = Owner::current();
         Self {
             tools,
+            pool: WarmPool::default(),
+            refill: tokio::sync::Notify::new(),
             engine: Engine::new(),
             owner: me.label(),
             me,
@@ -167,27 +173,32 @@ impl Sandbox {
             _ = stop.cancelled() => return Err(if self.shutdown.is_cancelled() { SandboxError::ShuttingDown } else { SandboxError::Cancelled }),
         };
 
-        let execution_id = uuid::Uuid::new_v4().simple().to_string();
         let language = request.language.as_str();
-        // Dropped at the end of this function, on every path: removes socket and directory.
-        let socket_dir = SocketDir::create(&self.settings.socket_base, &execution_id)?;
-        let spec = container_spec(&SpecInput {
-            image: self.image_for(request.language),
-            language,
-            execution_id: &execution_id,
-            owner: &self.owner,
-            memory_mb: request.memory_mb,
-            limits: &self.settings.limits,
-            proxy_dir: Some(socket_dir.path()),
-        });
-        let docker = self.engine.docker().await?;
-        let name = format!("code-executor-{execution_id}");
         let t0 = Instant::now();
-        let prepared = tokio::select! {
-            prepared = lifecycle::prepare(docker, &self.removals, &name, spec) => prepared?,
-            _ = stop.cancelled() => return Err(SandboxError::Cancelled),
+        let warm = if request.memory_mb == self.settings.limits.memory_mb {
+            self.pool.take(request.language, self.pool_max_age())
+        } else {
+            None
         };
-        tracing::debug!(execution = %execution_id, container = %prepared.id(), ms = t0.elapsed().as_millis() as u64, "container prepared");
+        let warm_start = warm.is_some();
+        let fresh = match warm {
+            Some(fresh) => {
+                self.refill.notify_waiters();
+                fresh
+            }
+            None => tokio::select! {
+                fresh = self.fresh_container(request.language, request.memory_mb) => fresh?,
+                _ = stop.cancelled() => return Err(SandboxError::Cancelled),
+            },
+        };
+        // `socket_dir` lives to the end of this function, on every path: then the socket
+        // and its directory are removed.
+        let Fresh {
+            container: prepared,
+            socket_dir,
+            execution_id,
+        } = fresh;
+        tracing::debug!(execution = %execution_id, container = %prepared.id(), warm_start, ms = t0.elapsed().as_millis() as u64, "container ready");
         let secrets = Secrets::generate();
         let proxy_state = ExecState::new(
             secrets.token.clone(),
@@ -224,6 +235,7 @@ impl Sandbox {
         );
         result.tool_calls_made = tool_calls;
         result.tool_call_summary = tool_summary;
+        result.warm_start = warm_start;
         tracing::info!(
             execution = %result.execution_id,
             language,
@@ -237,6 +249,92 @@ impl Sandbox {
         Ok(result)
     }
 
+    /// Creates, attaches and starts a container for one execution, with its socket directory.
+    async fn fresh_container(
+        &self,
+        language: Language,
+        memory_mb: u64,
+    ) -> Result<Fresh, SandboxError> {
+        let execution_id = uuid::Uuid::new_v4().simple().to_string();
+        let socket_dir = SocketDir::create(&self.settings.socket_base, &execution_id)?;
+        let spec = container_spec(&SpecInput {
+            image: self.image_for(language),
+            language: language.as_str(),
+            execution_id: &execution_id,
+            owner: &self.owner,
+            memory_mb,
+            limits: &self.settings.limits,
+            proxy_dir: Some(socket_dir.path()),
+        });
+        let docker = self.engine.docker().await?;
+        let name = format!("code-executor-{execution_id}");
+        let container = lifecycle::prepare(docker, &self.removals, &name, spec).await?;
+        Ok(Fresh {
+            container,
+            socket_dir,
+            execution_id,
+        })
+    }
+
+    fn pool_max_age(&self) -> Duration {
+        Duration::from_secs(self.settings.pool_max_age_secs)
+    }
+
+    /// Starts keeping `pool_size` warm containers per language, refilled in the background.
+    pub fn start_pool(self: &Arc<Self>) {
+        if self.settings.pool_size == 0 {
+            return;
+        }
+        for language in [Language::Python, Language::TypeScript] {
+            let sandbox = self.clone();
+            tokio::spawn(async move { sandbox.keep_warm(language).await });
+        }
+    }
+
+    async fn keep_warm(&self, language: Language) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let have = self.pool.prune(language, self.pool_max_age());
+            if have < self.settings.pool_size {
+                // A refill holds a permit only while it prepares: it counts against the cap.
+                let permit = tokio::select! {
+                    p = self.permits.acquire() => p,
+                    _ = self.shutdown.cancelled() => return,
+                };
+                let made = self
+                    .fresh_container(language, self.settings.limits.memory_mb)
+                    .await;
+                drop(permit);
+                match made {
+                    Ok(fresh) if !self.shutdown.is_cancelled() => {
+                        self.pool.put(language, fresh);
+                        backoff = Duration::from_millis(500);
+                        continue;
+                    }
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(language = language.as_str(), error = %e, retry_in_ms = backoff.as_millis() as u64, "could not prepare a warm container");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = self.shutdown.cancelled() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                }
+            }
+            // Full: wait for a take, or look again for dead or aged containers.
+            tokio::select! {
+                _ = self.refill.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
     /// Reports engine, images and load.
     pub async fn health(&self) -> SandboxHealth {
         let mut health = SandboxHealth {
@@ -247,7 +345,11 @@ impl Sandbox {
             images: Vec::new(),
             running_executions: self.settings.max_concurrent - self.permits.available_permits(),
             max_concurrent: self.settings.max_concurrent,
-            pool_sizes: [("python".to_owned(), 0), ("typescript".to_owned(), 0)].into(),
+            pool_sizes: [
+                ("python".to_owned(), self.pool.len(Language::Python)),
+                ("typescript".to_owned(), self.pool.len(Language::TypeScript)),
+            ]
+            .into(),
         };
         match self.engine.docker().await {
             Ok(docker) => match docker.version().await {
@@ -288,6 +390,7 @@ impl Sandbox {
     /// their containers are removed.
     pub async fn shutdown(&self, grace: Duration) {
         self.shutdown.cancel();
+        self.pool.drain();
         let drained = async {
             // Every running execution holds a permit until its container is handed for removal.
             let _all = self
