@@ -1,4 +1,4 @@
-//! The arguments of an execution call and their validation into an [`ExecutionRequest`].
+//! The arguments of an execution call and their validation into an [`ExecutionRequest`](crate::request::ExecutionRequest).
 //! Pure: every rule here is checked before anything touches Docker.
 
 use std::time::Duration;

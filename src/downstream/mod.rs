@@ -8,6 +8,7 @@
 //! No server waits for another. Stdio children write their stderr into our log (target
 //! `downstream`), never onto our stdout, which carries our own JSON-RPC.
 
+/// Which servers to connect to: the `mcpServers` of the MCP client configuration files.
 pub mod config;
 
 mod client;

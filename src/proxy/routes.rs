@@ -171,7 +171,7 @@ async fn list_tools(
             Some((score, describe(t, state.allowlist.allows(&t.name), true)))
         })
         .collect();
-    matched.sort_by(|a, b| b.0.cmp(&a.0));
+    matched.sort_by_key(|m| std::cmp::Reverse(m.0));
     let limit = query.limit.unwrap_or(usize::MAX);
     let tools: Vec<Value> = matched.into_iter().take(limit).map(|(_, v)| v).collect();
     (StatusCode::OK, Json(json!({ "tools": tools }))).into_response()
