@@ -35,10 +35,18 @@ $(VENV)/.stamp: tests/requirements.txt
 
 venv: $(VENV)/.stamp
 
+## The Deno binary on the host, for the runner tests: taken from the wheel image-build cached.
+DENO_HOST := images/.cache/deno/bin/deno
+$(DENO_HOST): images/deno/deno.pin
+	@mkdir -p $(dir $@)
+	python3 -c 'import glob, sys, zipfile; v = [l.split("=",1)[1].strip() for l in open("images/deno/deno.pin") if l.startswith("DENO_VERSION=")][0]; w = glob.glob(f"images/.cache/deno/deno-{v}-*x86_64.whl"); w or sys.exit("no cached deno wheel: run make image-build"); z = zipfile.ZipFile(w[0]); open(sys.argv[1], "wb").write(z.read(f"deno-{v}.data/scripts/deno"))' $@
+	chmod 0755 $@
+
 ## Every test: unit and engine tests (Rust), runner tests, end to end through the MCP SDK.
 test: build image-build venv
+	$(MAKE) --no-print-directory $(DENO_HOST)
 	$(CARGO) nextest run --no-fail-fast
-	$(PY) -m pytest -q tests/runners tests/e2e
+	DENO_BIN=$(CURDIR)/$(DENO_HOST) $(PY) -m pytest -q tests/runners tests/e2e
 	@left=$$(docker ps -aq --filter label=code-executor.managed=true | wc -l); \
 	  if [ "$$left" -ne 0 ]; then echo "FAIL: $$left sandbox container(s) left behind"; docker ps -a --filter label=code-executor.managed=true; exit 1; fi; \
 	  echo "no sandbox container left behind"

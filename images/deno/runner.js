@@ -1,9 +1,16 @@
 // code-executor-mcp: Deno runner (the sandbox container's entrypoint, PID 1).
 //
-// Expected command line (NO --allow-* flag of any kind):
+// Expected command line (no --allow-* flag other than these three, which name only the
+// tool proxy's socket; Deno 2.x requires all three to connect to a Unix socket):
 //
-//   deno run --no-prompt --no-remote --no-npm --no-config --no-lock --no-code-cache /opt/code-executor/runner.js
+//   deno run --no-prompt --no-remote --no-npm --no-config --no-lock --no-code-cache \
+//     --allow-read=/run/mcp/proxy.sock --allow-write=/run/mcp/proxy.sock \
+//     --allow-net=unix:/run/mcp/proxy.sock /opt/code-executor/runner.js
 //
+// The socket is a bind mount of a read-only directory: these flags let the code connect
+// to it and nothing else (no other file, no TCP, no other socket, no env). The user's
+// code can reach the proxy without the runner's help, but every request needs the token.
+// Without them the runner still works; only the tool API fails, with a clear error.
 // The --no-* flags grant nothing. --no-remote/--no-npm matter: without them `deno run`
 // itself downloads jsr:, npm: and https: imports from jsr.io, deno.land, esm.sh,
 // registry.npmjs.org... with no permission asked (through HTTP_PROXY when egress is on).
@@ -12,7 +19,10 @@
 // The runner also works with plain `deno run --no-prompt <runner>`.
 //
 // Environment: DENO_DIR=/tmp/deno (a tmpfs; Deno writes its caches there),
-// DENO_NO_UPDATE_CHECK=1, NO_COLOR=1. The runner is plain JavaScript so that no
+// DENO_NO_UPDATE_CHECK=1, NO_COLOR=1. CODE_EXECUTOR_PROXY_SOCKET overrides the tool
+// proxy's socket path (default /run/mcp/proxy.sock), read only when the runner is granted
+// --allow-env=CODE_EXECUTOR_PROXY_SOCKET (the tests do; the sandbox does not, so the
+// default applies there). The runner is plain JavaScript so that no
 // transpile is paid for it on each start (DENO_DIR is empty in every fresh container);
 // only the user's TypeScript is transpiled.
 //
@@ -355,19 +365,385 @@ async function readRequest() {
   return { nonce, codeBytes, token: req.token };
 }
 
-// ------------------------------------------------------------------------- user code
+// ------------------------------------------------------------------------- tool API
+//
+// The in-sandbox tool API (ARCHITECTURE.md "Inside the container" / "Tool proxy
+// protocol"; docs/runner-protocol.md "In-sandbox tool API"): callMCPTool,
+// discoverMCPTools, getToolSchema, searchTools and the error classes, on globalThis.
+// HTTP/1.1 over the execution's Unix socket, one connection per request (closed after
+// it, so the event loop still drains), bearer token from this closure only. Nothing is
+// done before the first call. Deno grants the connection with exactly
+//   --allow-read=<socket> --allow-write=<socket> --allow-net=unix:<socket>
+// (all three are required by Deno 2.x for a Unix socket; they name only the socket).
 
-/**
- * >>> IN-SANDBOX TOOL API INJECTION POINT <<<
- * callMCPTool, discoverMCPTools, getToolSchema, searchTools will be installed on
- * globalThis here once the tool proxy lands (ARCHITECTURE.md "Inside the container").
- * Keep the token in this closure only; never print it. Frames from this file are
- * stripped from user stack traces automatically. Anything it opens must be closed
- * (or unref'd) after each call, or the event loop never drains.
- */
-function injectSandboxApi(_token) {
-  // not yet
+const PROXY_SOCKET_ENV = "CODE_EXECUTOR_PROXY_SOCKET";
+const DEFAULT_PROXY_SOCKET = "/run/mcp/proxy.sock";
+const MAX_RESPONSE_HEAD = 64 * 1024;
+const denoConnect = Deno.connect.bind(Deno);
+const queryPermission = Deno.permissions.querySync.bind(Deno.permissions);
+const envGet = Deno.env.get.bind(Deno.env);
+const utf8Decoder = new TextDecoder("utf-8");
+const defineGlobal = (name, value) =>
+  Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
+
+/** A call through the tool proxy failed. `status`: the proxy's HTTP status (0: no answer). */
+class McpToolError extends Error {
+  constructor(message, status = 0) {
+    super(message);
+    this.name = "McpToolError";
+    this.status = status;
+  }
 }
+/** 403: the tool is not in this execution's allowedTools. */
+class ToolNotAllowed extends McpToolError {
+  constructor(message, status = 403) {
+    super(message, status);
+    this.name = "ToolNotAllowed";
+  }
+}
+/** 404: no connected MCP server offers a tool of that name. */
+class ToolNotFound extends McpToolError {
+  constructor(message, status = 404) {
+    super(message, status);
+    this.name = "ToolNotFound";
+  }
+}
+/** 422 (the arguments fail the tool's schema), 400/413 (request body refused). */
+class InvalidArguments extends McpToolError {
+  constructor(message, status = 422) {
+    super(message, status);
+    this.name = "InvalidArguments";
+  }
+}
+/** 429: too many tool calls. */
+class RateLimited extends McpToolError {
+  constructor(message, status = 429) {
+    super(message, status);
+    this.name = "RateLimited";
+  }
+}
+/** 502/504/other status, or a result with isError (status 200, `result` holds it). */
+class ToolFailed extends McpToolError {
+  constructor(message, status = 502, result = undefined) {
+    super(message, status);
+    this.name = "ToolFailed";
+    if (result !== undefined) this.result = result;
+  }
+}
+
+const STATUS_ERRORS = new Map([
+  [400, InvalidArguments],
+  [403, ToolNotAllowed],
+  [404, ToolNotFound],
+  [413, InvalidArguments],
+  [422, InvalidArguments],
+  [429, RateLimited],
+]);
+
+function statusError(status, body) {
+  let message = null;
+  try {
+    const obj = parseJson(utf8Decoder.decode(body));
+    if (obj !== null && typeof obj === "object" && typeof obj.error === "string") message = obj.error;
+  } catch { /* not JSON */ }
+  if (message === null) {
+    const text = utf8Decoder.decode(body).trim();
+    message = `tool proxy answered HTTP ${status}` + (text ? `: ${text.slice(0, 2000)}` : "");
+  }
+  if (status === 401) return new McpToolError(message, 401);
+  const Cls = STATUS_ERRORS.get(status) ?? ToolFailed;
+  return new Cls(message, status);
+}
+
+function indexOfSeq(buf, len, seq, from = 0) {
+  outer: for (let i = from; i + seq.length <= len; i++) {
+    for (let j = 0; j < seq.length; j++) if (buf[i + j] !== seq[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+const CRLF = [13, 10];
+const CRLFCRLF = [13, 10, 13, 10];
+
+function latin1(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return s;
+}
+
+/** A chunked body decoded, or null while incomplete. */
+function dechunk(body) {
+  const parts = [];
+  let total = 0;
+  let pos = 0;
+  for (;;) {
+    const eol = indexOfSeq(body, body.length, CRLF, pos);
+    if (eol < 0) return null;
+    const size = parseInt(latin1(body.subarray(pos, eol)).split(";")[0].trim(), 16);
+    if (!Number.isSafeInteger(size) || size < 0) throw new Error("malformed chunk size");
+    pos = eol + 2;
+    if (size === 0) {
+      const done = (body[pos] === 13 && body[pos + 1] === 10) || indexOfSeq(body, body.length, CRLFCRLF, pos) >= 0;
+      if (!done) return null;
+      const out = new Uint8Array(total);
+      let off = 0;
+      for (const p of parts) {
+        out.set(p, off);
+        off += p.length;
+      }
+      return out;
+    }
+    if (body.length < pos + size + 2) return null;
+    parts.push(body.subarray(pos, pos + size));
+    total += size;
+    pos += size + 2;
+  }
+}
+
+/** {status, body} once buf[0:len] holds one whole response, else null. Throws if malformed. */
+function parseResponse(buf, len, eof) {
+  const end = indexOfSeq(buf, len, CRLFCRLF);
+  if (end < 0) {
+    if (eof) throw new Error("connection closed before a complete response");
+    if (len > MAX_RESPONSE_HEAD) throw new Error("response head too long");
+    return null;
+  }
+  const lines = latin1(buf.subarray(0, end)).split("\r\n");
+  const m = /^HTTP\/1\.\d (\d{3})(?: |$)/.exec(lines[0]);
+  if (!m) throw new Error(`malformed status line ${stringify(lines[0].slice(0, 100))}`);
+  const status = Number(m[1]);
+  const headers = new Map();
+  for (const line of lines.slice(1)) {
+    const i = line.indexOf(":");
+    if (i > 0) headers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
+  }
+  const body = buf.subarray(end + 4, len);
+  if ((headers.get("transfer-encoding") ?? "").toLowerCase().includes("chunked")) {
+    const decoded = dechunk(body);
+    if (decoded === null) {
+      if (eof) throw new Error("connection closed inside a chunked body");
+      return null;
+    }
+    return { status, body: decoded };
+  }
+  if (headers.has("content-length")) {
+    const n = Number(headers.get("content-length"));
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error("malformed Content-Length");
+    if (body.length < n) {
+      if (eof) throw new Error(`connection closed after ${body.length} of ${n} body bytes`);
+      return null;
+    }
+    return { status, body: body.slice(0, n) };
+  }
+  if (status === 204 || status === 304) return { status, body: new Uint8Array(0) };
+  return eof ? { status, body: body.slice() } : null;
+}
+
+/** The value of a CallToolResult, as in the original code-executor-mcp. */
+function toolValue(result) {
+  if (result === null || typeof result !== "object" || Array.isArray(result)) return result;
+  const blocks = Array.isArray(result.content) ? result.content : [];
+  const texts = blocks
+    .filter((b) => b !== null && typeof b === "object" && b.type === "text" && typeof b.text === "string")
+    .map((b) => b.text);
+  const text = texts.join("\n");
+  if (result.isError === true) {
+    throw new ToolFailed(text || "the tool reported an error (isError) without a message", 200, result);
+  }
+  if (result.structuredContent !== undefined && result.structuredContent !== null) return result.structuredContent;
+  if (texts.length === 0 && blocks.length > 0) return blocks; // images, resources...: as they are
+  try {
+    return parseJson(text);
+  } catch {
+    return text;
+  }
+}
+
+function pct(text) {
+  return encodeURIComponent(String(text)).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
+function mergeOr(lists, limit) {
+  const seen = new Map();
+  for (const tools of lists) {
+    for (const t of tools) {
+      const key = t !== null && typeof t === "object" ? t.name : String(t);
+      const e = seen.get(key);
+      if (e) e.hits += 1;
+      else seen.set(key, { hits: 1, order: seen.size, tool: t });
+    }
+  }
+  const merged = [...seen.values()].sort((a, b) => b.hits - a.hits || a.order - b.order).map((e) => e.tool);
+  return limit === undefined ? merged : merged.slice(0, limit);
+}
+
+/** [query, orTerms] from a string, an array of strings, or nothing. */
+function searchWords(search) {
+  if (search === undefined || search === null) return [undefined, undefined];
+  if (typeof search === "string") return [search.trim() || undefined, undefined];
+  if (Array.isArray(search)) {
+    const terms = search.map((t) => String(t).trim()).filter((t) => t !== "");
+    return [undefined, terms.length ? terms : undefined];
+  }
+  return [String(search).trim() || undefined, undefined];
+}
+
+function injectSandboxApi(token) {
+  // Only printable ASCII may go into a header line (the token is hex in practice).
+  const authOk = typeof token === "string" && /^[\x21-\x7e]+$/.test(token);
+  const auth = authOk ? `Bearer ${token}` : "";
+  token = null;
+  let socketPath = null; // resolved at the first call: nothing to do for code that makes none
+
+  function proxySocket() {
+    if (socketPath === null) {
+      socketPath = DEFAULT_PROXY_SOCKET;
+      try {
+        // Tests point the runner at their own socket (--allow-env=CODE_EXECUTOR_PROXY_SOCKET);
+        // in the sandbox there is no env permission and the default applies.
+        if (queryPermission({ name: "env", variable: PROXY_SOCKET_ENV }).state === "granted") {
+          socketPath = envGet(PROXY_SOCKET_ENV) || DEFAULT_PROXY_SOCKET;
+        }
+      } catch { /* keep the default */ }
+    }
+    return socketPath;
+  }
+
+  function unreachable(path, e) {
+    let why;
+    if (e?.name === "NotFound") why = "the socket does not exist: this execution has no tool proxy";
+    else if (e?.name === "NotCapable" || e?.name === "PermissionDenied") {
+      why = `no permission to connect: deno needs --allow-read=${path} --allow-write=${path} --allow-net=unix:${path}`;
+    } else why = `${e?.name}: ${e?.message}`;
+    return new McpToolError(`cannot reach the MCP tool proxy at ${path} (${why})`);
+  }
+
+  async function send(method, target, body) {
+    if (!authOk) throw new McpToolError("the runner has no usable tool proxy token");
+    const path = proxySocket();
+    let head = `${method} ${target} HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${auth}\r\n` +
+      "Accept: application/json\r\nConnection: close\r\n";
+    if (body !== undefined) head += `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n`;
+    const headBytes = encoder.encode(head + "\r\n");
+    const request = new Uint8Array(headBytes.length + (body?.length ?? 0));
+    request.set(headBytes, 0);
+    if (body !== undefined) request.set(body, headBytes.length);
+    let conn;
+    try {
+      conn = await denoConnect({ transport: "unix", path });
+    } catch (e) {
+      throw unreachable(path, e);
+    }
+    try {
+      for (let off = 0; off < request.length;) off += await conn.write(request.subarray(off));
+      let buf = new Uint8Array(16 * 1024);
+      let len = 0;
+      for (;;) {
+        if (len === buf.length) {
+          const bigger = new Uint8Array(buf.length * 2);
+          bigger.set(buf);
+          buf = bigger;
+        }
+        const n = await conn.read(buf.subarray(len));
+        if (n !== null) len += n;
+        const parsed = parseResponse(buf, len, n === null);
+        if (parsed !== null) return parsed;
+      }
+    } catch (e) {
+      if (e instanceof McpToolError) throw e;
+      throw new McpToolError(`tool proxy connection failed: ${e?.name}: ${e?.message}`);
+    } finally {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    }
+  }
+
+  function jsonBody({ status, body }) {
+    if (status !== 200) throw statusError(status, body);
+    try {
+      return parseJson(utf8Decoder.decode(body));
+    } catch {
+      throw new McpToolError("tool proxy answered 200 with a body that is not JSON", 200);
+    }
+  }
+
+  async function listTools(query, limit) {
+    const params = [];
+    if (query) params.push(`q=${pct(query)}`);
+    if (limit !== undefined) params.push(`limit=${limit}`);
+    const obj = jsonBody(await send("GET", "/v1/tools" + (params.length ? "?" + params.join("&") : "")));
+    if (obj === null || typeof obj !== "object" || !Array.isArray(obj.tools)) {
+      throw new McpToolError("tool proxy answered without a `tools` list", 200);
+    }
+    return obj.tools;
+  }
+
+  async function findTools(query, terms, limit) {
+    if (terms === undefined) {
+      const tools = await listTools(query, limit);
+      const words = query ? query.split(/\s+/).filter((w) => w !== "") : [];
+      if (tools.length > 0 || words.length < 2) return tools;
+      terms = words; // no tool matches every word: rank by how many words match
+    }
+    return mergeOr(await Promise.all(terms.map((t) => listTools(t, undefined))), limit);
+  }
+
+  /** Call an MCP tool: structuredContent, else its text (JSON-parsed when it is JSON). */
+  async function callMCPTool(name, args) {
+    if (typeof name !== "string") throw new TypeError(`tool name must be a string, got ${typeof name}`);
+    if (args !== undefined && args !== null && (typeof args !== "object" || Array.isArray(args))) {
+      throw new InvalidArguments(`arguments must be an object, got ${Array.isArray(args) ? "array" : typeof args}`, 0);
+    }
+    let body;
+    try {
+      body = encoder.encode(stringify({ name, arguments: args ?? {} }));
+    } catch (e) {
+      throw new InvalidArguments(`arguments are not JSON-serializable: ${e?.message}`, 0);
+    }
+    const { status, body: raw } = await send("POST", "/v1/tools/call", body);
+    if (status !== 200) throw statusError(status, raw);
+    let result;
+    try {
+      result = parseJson(utf8Decoder.decode(raw));
+    } catch {
+      throw new ToolFailed("tool proxy answered 200 with a body that is not JSON", 200);
+    }
+    return toolValue(result);
+  }
+
+  /** Tools of the connected servers; `search`: a query (all words match) or keywords (any). */
+  async function discoverMCPTools(options) {
+    const search = options !== null && typeof options === "object" && !Array.isArray(options)
+      ? options.search
+      : options;
+    const [query, terms] = searchWords(search);
+    return await findTools(query, terms, undefined);
+  }
+
+  /** One tool (with inputSchema), or null when no tool has that name. */
+  async function getToolSchema(name) {
+    const res = await send("GET", "/v1/tools/" + pct(name));
+    if (res.status === 404) return null;
+    return jsonBody(res);
+  }
+
+  /** The best `limit` tools for a keyword query. */
+  async function searchTools(query, limit = 10) {
+    if (!Number.isSafeInteger(limit) || limit < 0) {
+      throw new RangeError(`limit must be a non-negative integer, got ${limit}`);
+    }
+    const [q, terms] = searchWords(query);
+    return await findTools(q, terms, limit);
+  }
+
+  for (const f of [callMCPTool, discoverMCPTools, getToolSchema, searchTools]) defineGlobal(f.name, f);
+  for (const c of [McpToolError, ToolNotAllowed, ToolNotFound, InvalidArguments, RateLimited, ToolFailed]) {
+    defineGlobal(c.name, c);
+  }
+}
+
+// ------------------------------------------------------------------------- user code
 
 async function main() {
   let request;

@@ -16,7 +16,11 @@ Standard library only, Python 3.11+. Start-up is kept lean: before the user's co
 runs, only `os` and `sys` (already loaded by the interpreter), `_json` (the C half of
 `json`: importing `json` itself pulls in `re`, ~4.5 ms of a ~15 ms start) and `_sha256`
 are imported; `asyncio` only when the code uses top-level `await`,
-`traceback`/`linecache` only when an exception has to be reported.
+`traceback`/`linecache` only when an exception has to be reported. The tool API
+(`call_mcp_tool` & co., see "tool API" below) costs nothing until the code's first call.
+
+Environment: CODE_EXECUTOR_PROXY_SOCKET overrides the tool proxy's socket path
+(default /run/mcp/proxy.sock; the tests point it at a fake proxy).
 
 Note: the user's code runs in this same interpreter; a determined program can inspect the
 runner's frames (nonce, token). The result the runner reports is therefore a claim made
@@ -146,7 +150,11 @@ class _ScanContext:
 
 def _json_parse(raw):
     """json.loads for a UTF-8 document, without importing json (and re)."""
-    text = raw.decode("utf-8")
+    return _json_loads(raw.decode("utf-8"))
+
+
+def _json_loads(text):
+    """json.loads for a str, without importing json (and re). Raises ValueError."""
     if _c_make_scanner is None:  # pragma: no cover
         import json
 
@@ -330,7 +338,7 @@ def _format_user_traceback(exc, source):
         seen.add(id(t))
         frames = list(t.stack)
         # Everything above the first user frame is the runner (and, for top-level await,
-        # asyncio's run machinery): drop it. Runner frames further down (the future
+        # asyncio's run machinery): drop it. Runner frames further down (the
         # in-sandbox tool API) are dropped as well.
         for i, f in enumerate(frames):
             if f.filename == _CODE_FILENAME:
@@ -368,6 +376,450 @@ def _system_exit_code(exc):
     return 1
 
 
+# --------------------------------------------------------------------------- tool API
+#
+# The in-sandbox tool API (ARCHITECTURE.md "Inside the container", "Tool proxy protocol";
+# docs/runner-protocol.md "In-sandbox tool API"). The user's code reaches the tools of
+# the other MCP servers through the execution's tool proxy: HTTP/1.1 on a Unix socket,
+# bearer token on every request, one connection per request.
+#
+# Start-up cost: this file is compiled from source at every start (a script gets no
+# .pyc), so only the error classes and thin entry points below are ordinary code. The
+# implementation is _TOOL_API_SOURCE, compiled into this module on the first call
+# (compiling it with the rest would add ~2.5 ms to every start, tool calls or not).
+# Nothing is imported or connected before the first call either: asyncio comes with the
+# code's own top-level await, json and socket on first use.
+
+_PROXY_SOCKET_ENV = "CODE_EXECUTOR_PROXY_SOCKET"
+_DEFAULT_PROXY_SOCKET = "/run/mcp/proxy.sock"
+
+
+class McpToolError(Exception):
+    """A call through the tool proxy failed. `status`: the proxy's HTTP status (0: no
+    answer from the proxy, or refused before sending); `message`: the proxy's message."""
+
+    default_status = 0
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.message = message
+        self.status = self.default_status if status is None else status
+
+
+class ToolNotAllowed(McpToolError):
+    """403: the tool is not in this execution's allowedTools (the message names them)."""
+
+    default_status = 403
+
+
+class ToolNotFound(McpToolError):
+    """404: no connected MCP server offers a tool of that name."""
+
+    default_status = 404
+
+
+class InvalidArguments(McpToolError):
+    """422: the arguments fail the tool's input schema (the message names the field).
+    Also 400/413 (the request body was refused) and, with status 0, arguments that are
+    not a dict or cannot be encoded as JSON."""
+
+    default_status = 422
+
+
+class RateLimited(McpToolError):
+    """429: too many tool calls (rate limit or the per-execution cap)."""
+
+    default_status = 429
+
+
+class ToolFailed(McpToolError):
+    """The tool failed: 502 downstream error, 504 downstream timeout, any other status,
+    or status 200 with a result whose isError is true (then `result` holds it)."""
+
+    default_status = 502
+
+    def __init__(self, message, status=None, result=None):
+        super().__init__(message, status)
+        self.result = result
+
+
+_TOOL_API_ERRORS = (McpToolError, ToolNotAllowed, ToolNotFound, InvalidArguments, RateLimited, ToolFailed)
+
+_TOOL_API_SOURCE = r"""
+_MAX_RESPONSE_HEAD = 64 * 1024
+_READ_SIZE = 64 * 1024
+_URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_STATUS_ERRORS = {
+    400: InvalidArguments,
+    403: ToolNotAllowed,
+    404: ToolNotFound,
+    413: InvalidArguments,
+    422: InvalidArguments,
+    429: RateLimited,
+}
+
+
+def _status_error(status, body):
+    # The typed error for a non-200 answer; the message is the proxy's `error`.
+    message = None
+    try:
+        obj = _json_loads(body.decode("utf-8"))
+        if isinstance(obj, dict) and isinstance(obj.get("error"), str):
+            message = obj["error"]
+    except (ValueError, RecursionError):
+        pass
+    if message is None:
+        text = body.decode("utf-8", "replace").strip()
+        message = f"tool proxy answered HTTP {status}" + (f": {text[:2000]}" if text else "")
+    if status == 401:
+        # A token problem is the runner's, not the code's: the base class.
+        return McpToolError(message, 401)
+    return _STATUS_ERRORS.get(status, ToolFailed)(message, status)
+
+
+def _pct(text):
+    # Percent-encoding for a path segment or a query value (RFC 3986 unreserved kept).
+    return "".join(
+        chr(b) if chr(b) in _URL_SAFE else "%%%02X" % b
+        for b in str(text).encode("utf-8", "surrogatepass")
+    )
+
+
+def _dechunk(body):
+    # A chunked body decoded, or None while incomplete. Raises ValueError.
+    out = bytearray()
+    pos = 0
+    while True:
+        eol = body.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        size = int(body[pos:eol].split(b";", 1)[0].strip() or b"x", 16)
+        pos = eol + 2
+        if size == 0:  # then optional trailer lines and an empty line
+            if body[pos:pos + 2] == b"\r\n" or body.find(b"\r\n\r\n", pos) >= 0:
+                return bytes(out)
+            return None
+        if len(body) < pos + size + 2:
+            return None
+        out += body[pos:pos + size]
+        pos += size + 2
+
+
+def _parse_response(buf, eof):
+    # (status, body) once `buf` holds one whole HTTP/1.1 response, else None (read
+    # more). Raises ValueError for a malformed or truncated response.
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        if eof:
+            raise ValueError("connection closed before a complete response")
+        if len(buf) > _MAX_RESPONSE_HEAD:
+            raise ValueError("response head too long")
+        return None
+    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"malformed status line {lines[0][:100]!r}")
+    status = int(parts[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = bytes(buf[end + 4:])
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        decoded = _dechunk(body)
+        if decoded is None:
+            if eof:
+                raise ValueError("connection closed inside a chunked body")
+            return None
+        return status, decoded
+    length = headers.get("content-length")
+    if length is not None:
+        n = int(length)
+        if len(body) < n:
+            if eof:
+                raise ValueError(f"connection closed after {len(body)} of {n} body bytes")
+            return None
+        return status, body[:n]
+    if status in (204, 304):
+        return status, b""
+    return (status, body) if eof else None
+
+
+def _tool_value(result):
+    # What a tool call returns: structuredContent when present, else the text blocks
+    # joined with "\n" (JSON-parsed when that is JSON); only non-text blocks: the
+    # blocks. Raises ToolFailed on isError.
+    if not isinstance(result, dict):
+        return result
+    content = result.get("content")
+    blocks = content if isinstance(content, list) else []
+    texts = [
+        b["text"]
+        for b in blocks
+        if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+    ]
+    text = "\n".join(texts)
+    if result.get("isError") is True:
+        raise ToolFailed(text or "the tool reported an error (isError) without a message", 200, result)
+    structured = result.get("structuredContent")
+    if structured is not None:
+        return structured
+    if not texts and blocks:
+        return blocks
+    try:
+        return _json_loads(text)
+    except (ValueError, RecursionError):
+        return text
+
+
+def _merge_or(lists, limit):
+    # Union of per-word search results: most words matched first, then first seen.
+    seen = {}
+    for tools in lists:
+        for t in tools:
+            key = t.get("name") if isinstance(t, dict) else repr(t)
+            if key in seen:
+                seen[key][0] += 1
+            else:
+                seen[key] = [1, len(seen), t]
+    merged = [e[2] for e in sorted(seen.values(), key=lambda e: (-e[0], e[1]))]
+    return merged if limit is None else merged[:limit]
+
+
+def _search_words(search):
+    # (query string or None, OR-terms or None) from a str, a list of str, or None.
+    if search is None:
+        return None, None
+    if isinstance(search, str):
+        return (search.strip() or None), None
+    terms = [str(t).strip() for t in search if str(t).strip()]
+    return None, (terms or None)
+
+
+def _check_limit(limit):
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be a non-negative int, got {limit!r}")
+    return limit
+
+
+class _ToolApi:
+    # The implementation behind the entry points; holds the Authorization header.
+
+    def __init__(self, auth, socket_path):
+        self._auth = auth
+        self._socket_path = socket_path
+
+    def _request(self, method, target, body):
+        head = (
+            f"{method} {target} HTTP/1.1\r\nHost: localhost\r\nAuthorization: {self._auth}\r\n"
+            "Accept: application/json\r\nConnection: close\r\n"
+        )
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        return (head + "\r\n").encode("ascii") + (body or b"")
+
+    def _unreachable(self, exc):
+        if isinstance(exc, FileNotFoundError):
+            why = "the socket does not exist: this execution has no tool proxy"
+        else:
+            why = f"{type(exc).__name__}: {exc.strerror or exc}"
+        return McpToolError(f"cannot reach the MCP tool proxy at {self._socket_path} ({why})")
+
+    @staticmethod
+    def _broken(exc):
+        return McpToolError(f"tool proxy connection failed: {type(exc).__name__}: {exc}")
+
+    async def send(self, method, target, body=None):
+        import asyncio
+
+        data = self._request(method, target, body)
+        try:
+            reader, writer = await asyncio.open_unix_connection(self._socket_path)
+        except OSError as e:
+            raise self._unreachable(e) from None
+        try:
+            writer.write(data)
+            await writer.drain()
+            buf = bytearray()
+            while True:
+                chunk = await reader.read(_READ_SIZE)
+                buf += chunk
+                parsed = _parse_response(buf, not chunk)
+                if parsed is not None:
+                    return parsed
+        except (OSError, ValueError) as e:
+            raise self._broken(e) from None
+        finally:
+            writer.close()
+
+    def send_sync(self, method, target, body=None):
+        import socket
+
+        data = self._request(method, target, body)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                sock.connect(self._socket_path)
+            except OSError as e:
+                raise self._unreachable(e) from None
+            try:
+                sock.sendall(data)
+                buf = bytearray()
+                while True:
+                    chunk = sock.recv(_READ_SIZE)
+                    buf += chunk
+                    parsed = _parse_response(buf, not chunk)
+                    if parsed is not None:
+                        return parsed
+            except (OSError, ValueError) as e:
+                raise self._broken(e) from None
+        finally:
+            sock.close()
+
+    @staticmethod
+    def call_body(name, arguments):
+        if not isinstance(name, str):
+            raise TypeError(f"tool name must be a str, got {type(name).__name__}")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise InvalidArguments(
+                f"arguments must be a dict (a JSON object) or None, got {type(arguments).__name__}", 0
+            )
+        import json
+
+        try:
+            body = json.dumps(
+                {"name": name, "arguments": arguments or {}}, allow_nan=False, separators=(",", ":")
+            )
+        except (TypeError, ValueError) as e:
+            raise InvalidArguments(f"arguments are not JSON-serializable: {e}", 0) from None
+        return body.encode("ascii")
+
+    @staticmethod
+    def call_value(status, body):
+        if status != 200:
+            raise _status_error(status, body)
+        try:
+            result = _json_loads(body.decode("utf-8"))
+        except (ValueError, RecursionError):
+            raise ToolFailed("tool proxy answered 200 with a body that is not JSON", 200) from None
+        return _tool_value(result)
+
+    @staticmethod
+    def json_body(status, body):
+        if status != 200:
+            raise _status_error(status, body)
+        try:
+            return _json_loads(body.decode("utf-8"))
+        except (ValueError, RecursionError):
+            raise McpToolError("tool proxy answered 200 with a body that is not JSON", 200) from None
+
+    async def call(self, name, arguments):
+        body = self.call_body(name, arguments)
+        return self.call_value(*await self.send("POST", "/v1/tools/call", body))
+
+    def call_sync(self, name, arguments):
+        body = self.call_body(name, arguments)
+        return self.call_value(*self.send_sync("POST", "/v1/tools/call", body))
+
+    async def list_tools(self, query, limit):
+        params = []
+        if query:
+            params.append("q=" + _pct(query))
+        if limit is not None:
+            params.append(f"limit={limit}")
+        target = "/v1/tools" + ("?" + "&".join(params) if params else "")
+        obj = self.json_body(*await self.send("GET", target))
+        tools = obj.get("tools") if isinstance(obj, dict) else None
+        if not isinstance(tools, list):
+            raise McpToolError("tool proxy answered without a `tools` list", 200)
+        return tools
+
+    async def find(self, search, limit):
+        query, terms = _search_words(search)
+        limit = _check_limit(limit)
+        if terms is None:
+            tools = await self.list_tools(query, limit)
+            words = query.split() if query else []
+            if tools or len(words) < 2:
+                return tools
+            terms = words  # no tool matches every word: rank by how many words match
+        import asyncio
+
+        lists = await asyncio.gather(*(self.list_tools(t, None) for t in terms))
+        return _merge_or(lists, limit)
+
+    async def schema(self, name):
+        status, body = await self.send("GET", "/v1/tools/" + _pct(name))
+        if status == 404:
+            return None
+        return self.json_body(status, body)
+"""
+_TOOL_API_SOURCE_LINE = sys._getframe().f_lineno - 1 - _TOOL_API_SOURCE.count("\n")  # its first line
+
+
+def _tool_api_class():
+    """Compile _TOOL_API_SOURCE into this module (once) and return its _ToolApi."""
+    g = globals()
+    if "_ToolApi" not in g:
+        # Same file name and line numbers as the text above: tracebacks point into this
+        # file, and frames of this file are hidden from the user's tracebacks.
+        source = "\n" * (_TOOL_API_SOURCE_LINE - 1) + _TOOL_API_SOURCE
+        exec(compile(source, _format_user_traceback.__code__.co_filename, "exec", dont_inherit=True), g)
+    return g["_ToolApi"]
+
+
+def _inject_sandbox_api(user_globals, token):
+    """Add the tool API and its error classes to the user's globals. The token stays in
+    the closures (not in any global); nothing is imported or connected until a call."""
+    socket_path = os.environ.get(_PROXY_SOCKET_ENV) or _DEFAULT_PROXY_SOCKET
+    # Only printable ASCII may go into a header line (the token is hex in practice).
+    auth = "Bearer " + token if token and all(" " < c <= "~" for c in token) else None
+    del token
+    impl = []
+
+    def api():
+        if not impl:
+            if auth is None:
+                raise McpToolError("the runner has no usable tool proxy token")
+            impl.append(_tool_api_class()(auth, socket_path))
+        return impl[0]
+
+    async def call_mcp_tool(name, arguments=None):
+        """Call an MCP tool: `await call_mcp_tool("mcp__time__get_current_time",
+        {"timezone": "UTC"})`. Returns the tool's structuredContent when present, else
+        its text (JSON-parsed when it is JSON). Raises ToolNotAllowed, ToolNotFound,
+        InvalidArguments, RateLimited, ToolFailed (all McpToolError)."""
+        return await api().call(name, arguments)
+
+    def call_mcp_tool_sync(name, arguments=None):
+        """call_mcp_tool for plain scripts: no await, blocks until the answer."""
+        return api().call_sync(name, arguments)
+
+    async def discover_mcp_tools(search=None, *, search_terms=None):
+        """The tools of the connected MCP servers, as dicts {name, server, description,
+        allowed, inputSchema}. `search`: a query string (every word must match the name
+        or description, best first), or a list of keywords (any may match)."""
+        if search is None and search_terms is not None:
+            search = list(search_terms)
+        return await api().find(search, None)
+
+    async def get_tool_schema(name):
+        """One tool's dict (with inputSchema), or None when no tool has that name."""
+        return await api().schema(name)
+
+    async def search_tools(query, limit=10):
+        """The best `limit` tools for a query (see discover_mcp_tools)."""
+        return await api().find(query, limit)
+
+    for f in (call_mcp_tool, call_mcp_tool_sync, discover_mcp_tools, get_tool_schema, search_tools):
+        f.__qualname__ = f.__name__
+        user_globals[f.__name__] = f
+    for cls in _TOOL_API_ERRORS:
+        user_globals[cls.__name__] = cls
+
+
 # --------------------------------------------------------------------------- user code
 
 
@@ -389,18 +841,6 @@ def _make_user_globals():
     )
     sys.modules["__main__"] = main
     return g
-
-
-def _inject_sandbox_api(user_globals, token):
-    """>>> IN-SANDBOX TOOL API INJECTION POINT <<<
-
-    The tool proxy client (`call_mcp_tool`, `call_mcp_tool_sync`, `discover_mcp_tools`,
-    `get_tool_schema`, `search_tools`) will be defined here and added to `user_globals`
-    once the proxy lands (ARCHITECTURE.md, "Inside the container"). Keep the token in
-    closures only; never print it. Implementations living in this file are stripped
-    from user tracebacks automatically (frames whose file is runner.py).
-    """
-    return None
 
 
 def _run_user_code(source):

@@ -76,6 +76,16 @@ impl Removals {
         );
     }
 
+    /// Runs container work (a preparation) as a tracked task: shutdown waits for it, and
+    /// it finishes even when whoever awaited it went away.
+    pub fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tracker.spawn(work)
+    }
+
     /// Waits until every removal started so far has finished.
     pub async fn wait_idle(&self) {
         self.tracker.close();

@@ -51,6 +51,8 @@ pub enum SandboxError {
     },
     #[error("tool proxy: {0}")]
     Proxy(#[from] ProxyError),
+    #[error("internal task failed: {0}")]
+    Task(String),
     #[error("the execution was cancelled before it started")]
     Cancelled,
     #[error("the server is shutting down and takes no new executions")]
@@ -250,6 +252,10 @@ impl Sandbox {
     }
 
     /// Creates, attaches and starts a container for one execution, with its socket directory.
+    /// Creates, attaches and starts a container for one execution, with its socket directory.
+    /// The work runs in a task of its own that finishes even when the caller goes away (a
+    /// cancelled call, shutdown): a container the engine has created is then removed by its
+    /// guard instead of being left behind.
     async fn fresh_container(
         &self,
         language: Language,
@@ -266,14 +272,19 @@ impl Sandbox {
             limits: &self.settings.limits,
             proxy_dir: Some(socket_dir.path()),
         });
-        let docker = self.engine.docker().await?;
-        let name = format!("code-executor-{execution_id}");
-        let container = lifecycle::prepare(docker, &self.removals, &name, spec).await?;
-        Ok(Fresh {
-            container,
-            socket_dir,
-            execution_id,
-        })
+        let docker = self.engine.docker().await?.clone();
+        let removals = self.removals.clone();
+        let task = self.removals.spawn(async move {
+            let name = format!("code-executor-{execution_id}");
+            let container = lifecycle::prepare(&docker, &removals, &name, spec).await?;
+            Ok(Fresh {
+                container,
+                socket_dir,
+                execution_id,
+            })
+        });
+        task.await
+            .unwrap_or_else(|e| Err(SandboxError::Task(e.to_string())))
     }
 
     fn pool_max_age(&self) -> Duration {
@@ -307,15 +318,22 @@ impl Sandbox {
                 let made = self
                     .fresh_container(language, self.settings.limits.memory_mb)
                     .await;
-                drop(permit);
+                // The permit is held until the container is in the pool or dropped: shutdown,
+                // which waits for every permit, then finds it and removes it.
                 match made {
                     Ok(fresh) if !self.shutdown.is_cancelled() => {
                         self.pool.put(language, fresh);
+                        drop(permit);
                         backoff = Duration::from_millis(500);
                         continue;
                     }
-                    Ok(_) => return,
+                    Ok(fresh) => {
+                        drop(fresh);
+                        drop(permit);
+                        return;
+                    }
                     Err(e) => {
+                        drop(permit);
                         tracing::warn!(language = language.as_str(), error = %e, retry_in_ms = backoff.as_millis() as u64, "could not prepare a warm container");
                         tokio::select! {
                             _ = tokio::time::sleep(backoff) => {}

@@ -11,11 +11,11 @@ pub mod stream;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rmcp::handler::server::common::{schema_for_input, schema_for_type};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::schema_for_output;
-use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, LoggingLevel, RequestMetaObject,
+    CallToolResult, ContentBlock, Implementation, JsonObject, LoggingLevel, RequestMetaObject,
     ServerCapabilities, ServerConfig, SetLevelRequestParams,
 };
 use rmcp::service::RequestContext;
@@ -59,10 +59,10 @@ impl ExecutorServer {
         }
     }
 
-    #[tool(name = "executePython", description = PYTHON_DESCRIPTION, output_schema = schema_for_output::<ExecutionResult>())]
+    #[tool(name = "executePython", description = PYTHON_DESCRIPTION, input_schema = execute_input_schema(), output_schema = schema_for_output::<ExecutionResult>())]
     async fn execute_python(
         &self,
-        Parameters(args): Parameters<ExecuteArgs>,
+        args: JsonObject,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         cancel: CancellationToken,
@@ -71,10 +71,10 @@ impl ExecutorServer {
             .await
     }
 
-    #[tool(name = "executeTypescript", description = TYPESCRIPT_DESCRIPTION, output_schema = schema_for_output::<ExecutionResult>())]
+    #[tool(name = "executeTypescript", description = TYPESCRIPT_DESCRIPTION, input_schema = execute_input_schema(), output_schema = schema_for_output::<ExecutionResult>())]
     async fn execute_typescript(
         &self,
-        Parameters(args): Parameters<ExecuteArgs>,
+        args: JsonObject,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         cancel: CancellationToken,
@@ -109,11 +109,15 @@ impl ExecutorServer {
     async fn execute(
         &self,
         language: Language,
-        args: ExecuteArgs,
+        args: JsonObject,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         cancel: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
+        // Deserialised here rather than by rmcp's `Parameters`, so that a malformed call is an
+        // `invalid_params` error like every other refused argument.
+        let args: ExecuteArgs = serde_json::from_value(serde_json::Value::Object(args))
+            .map_err(|e| ErrorData::invalid_params(format!("invalid arguments: {e}"), None))?;
         let request = args
             .validate(
                 language,
@@ -143,6 +147,11 @@ impl ExecutorServer {
             }
         }
     }
+}
+
+/// The input schema of the execution tools, from [`ExecuteArgs`].
+fn execute_input_schema() -> Arc<JsonObject> {
+    schema_for_input::<ExecuteArgs>().unwrap_or_else(|_| schema_for_type::<ExecuteArgs>())
 }
 
 /// The MCP tool result of an execution.

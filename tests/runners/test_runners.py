@@ -574,7 +574,14 @@ def test_python_main_module_semantics(run):
     o = run("python", code)
     lines = o.out.splitlines()
     assert lines[0] == "__main__ ['<code>'] True"
-    assert lines[1] == "['__builtins__', '__doc__', '__loader__', '__name__', '__package__', '__spec__']"
+    # the module's own names plus the in-sandbox tool API (test_tool_api.py)
+    assert lines[1] == str(
+        sorted(
+            ["__builtins__", "__doc__", "__loader__", "__name__", "__package__", "__spec__"]
+            + ["call_mcp_tool", "call_mcp_tool_sync", "discover_mcp_tools", "get_tool_schema", "search_tools"]
+            + ["McpToolError", "ToolNotAllowed", "ToolNotFound", "InvalidArguments", "RateLimited", "ToolFailed"]
+        )
+    )
     assert lines[2] == "True utf-8"
 
 
@@ -604,7 +611,7 @@ def test_python_compile_flag_constant_matches_ast():
 def test_python_prelude_stays_small(run):
     # Start-up budget: no asyncio/hashlib/traceback/json (json pulls in re) before the
     # user's code needs them.
-    mods = "('asyncio', 'hashlib', 'traceback', 'ast', 'inspect', 'json', 'json.decoder')"
+    mods = "('asyncio', 'hashlib', 'traceback', 'ast', 'inspect', 'json', 'json.decoder', 'socket')"
     o = run("python", f"import sys\nprint(sorted(m for m in {mods} if m in sys.modules))")
     assert o.stdout == b"[]\n"
 

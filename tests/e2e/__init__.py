@@ -1,0 +1,1 @@
+"""End-to-end tests (a package so that its conftest does not shadow tests/runners/conftest.py)."""
