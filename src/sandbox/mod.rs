@@ -184,10 +184,7 @@ impl Sandbox {
         };
         let warm_start = warm.is_some();
         let fresh = match warm {
-            Some(fresh) => {
-                self.refill.notify_waiters();
-                fresh
-            }
+            Some(fresh) => fresh,
             None => tokio::select! {
                 fresh = self.fresh_container(request.language, request.memory_mb) => fresh?,
                 _ = stop.cancelled() => return Err(SandboxError::Cancelled),
@@ -227,6 +224,11 @@ impl Sandbox {
                 stop.clone(),
             )
             .await;
+        if warm_start {
+            // Refill now, not when the container was taken: on a small machine a container
+            // starting beside the running code slows it down.
+            self.refill.notify_waiters();
+        }
         let (tool_calls, tool_summary) = proxy.stop().await;
         let mut result = ExecutionResult::from_run(
             run,
