@@ -12,6 +12,7 @@ RELEASE_BIN := target/release/code-executor-mcp
 all: build
 
 include mk/images.mk
+include mk/bench.mk
 
 build:
 	$(CARGO) build
