@@ -463,6 +463,7 @@ async fn main() {
         memory_mb: limits.memory_mb,
         limits: &limits,
         proxy_dir: None,
+        preload: false,
     });
     if !args.warm {
         body.entrypoint = Some(entrypoint.into_iter().map(str::to_owned).collect());

@@ -7,6 +7,8 @@ pub mod config;
 pub mod doctor;
 /// Clients of the downstream MCP servers whose tools the sandbox may call.
 pub mod downstream;
+/// Prometheus metrics.
+pub mod metrics;
 /// The client-facing result of an execution.
 pub mod outcome;
 /// Pure policy rules: the tool allowlist and tool-name syntax.

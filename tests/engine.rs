@@ -247,6 +247,7 @@ async fn orphans_of_a_dead_server_are_reaped_and_live_ones_kept() {
             memory_mb: 64,
             limits: &limits,
             proxy_dir: None,
+            preload: false,
         });
         let id = d.create_container(None, spec).await.unwrap().id;
         ids.push((id, exec));

@@ -881,10 +881,25 @@ def _run_atexit():
 
 _USER_GLOBALS = None
 
+# Given by the server to containers it prepares ahead (the warm pool): nobody waits for
+# them yet, so what user code and the tool API commonly need is loaded before the request
+# instead of on its path. Cold containers skip it: there the request is already waiting.
+_PRELOAD_FLAG = "--preload"
+
+
+def _preload():
+    import asyncio  # noqa: F401  (top-level await, call_mcp_tool)
+    import json  # noqa: F401
+    import socket  # noqa: F401  (the tool proxy's Unix socket)
+
+    _tool_api_class()
+
 
 def main():
     global _USER_GLOBALS
     pid = _getpid()
+    if _PRELOAD_FLAG in sys.argv[1:]:
+        _preload()
     try:
         req = _read_request()
     except _RequestError as e:

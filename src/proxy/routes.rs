@@ -71,13 +71,15 @@ async fn call_tool(
     };
     let started = Instant::now();
     let response = call_tool_inner(&state, &body).await;
-    state.record(
-        &body.name,
-        response.status().is_success(),
-        started.elapsed(),
-    );
+    let ok = response.status().is_success()
+        && response.extensions().get::<ToolReportedError>().is_none();
+    state.record(&body.name, ok, started.elapsed());
     response
 }
+
+/// Marks a 200 response whose tool result has `isError: true`: an error in the summary.
+#[derive(Debug, Clone, Copy)]
+struct ToolReportedError;
 
 async fn call_tool_inner(state: &ExecState, body: &CallBody) -> Response {
     if let Err(message) = state.admit() {
@@ -120,7 +122,11 @@ async fn call_tool_inner(state: &ExecState, body: &CallBody) -> Response {
                     ),
                 );
             }
-            (StatusCode::OK, Json(value)).into_response()
+            let mut response = (StatusCode::OK, Json(value)).into_response();
+            if result.is_error == Some(true) {
+                response.extensions_mut().insert(ToolReportedError);
+            }
+            response
         }
         Err(e @ DownstreamError::Timeout { .. }) => {
             fail(StatusCode::GATEWAY_TIMEOUT, e.to_string())

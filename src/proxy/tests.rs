@@ -59,6 +59,13 @@ impl ToolBackend for Fake {
                     tool: "wait".into(),
                     timeout_ms: 10,
                 }),
+                "mcp__git__git_log"
+                    if arguments.as_ref().is_some_and(|a| a.contains_key("fail")) =>
+                {
+                    Ok(CallToolResult::error(vec![ContentBlock::text(
+                        "no such repo",
+                    )]))
+                }
                 "mcp__broken__fail" => Err(DownstreamError::ServerUnavailable {
                     server: "broken".into(),
                     reason: "process exited".into(),
@@ -188,6 +195,17 @@ async fn unlisted_tool_is_403_and_names_the_allowlist() {
             .contains("allowedTools is empty"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_tool_reporting_is_error_counts_as_an_error() {
+    let s = state(&["mcp__git__*"]);
+    let (status, body) = call(&s, "mcp__git__git_log", json!({"fail": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["isError"], true);
+    let (_, summary) = s.summary();
+    assert_eq!(summary["mcp__git__git_log"].calls, 1);
+    assert_eq!(summary["mcp__git__git_log"].errors, 1);
 }
 
 #[tokio::test]

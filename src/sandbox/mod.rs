@@ -186,7 +186,7 @@ impl Sandbox {
         let fresh = match warm {
             Some(fresh) => fresh,
             None => tokio::select! {
-                fresh = self.fresh_container(request.language, request.memory_mb) => fresh?,
+                fresh = self.fresh_container(request.language, request.memory_mb, false) => fresh?,
                 _ = stop.cancelled() => return Err(SandboxError::Cancelled),
             },
         };
@@ -262,6 +262,7 @@ impl Sandbox {
         &self,
         language: Language,
         memory_mb: u64,
+        preload: bool,
     ) -> Result<Fresh, SandboxError> {
         let execution_id = uuid::Uuid::new_v4().simple().to_string();
         let socket_dir = SocketDir::create(&self.settings.socket_base, &execution_id)?;
@@ -273,6 +274,7 @@ impl Sandbox {
             memory_mb,
             limits: &self.settings.limits,
             proxy_dir: Some(socket_dir.path()),
+            preload,
         });
         let docker = self.engine.docker().await?.clone();
         let removals = self.removals.clone();
@@ -318,7 +320,7 @@ impl Sandbox {
                     _ = self.shutdown.cancelled() => return,
                 };
                 let made = self
-                    .fresh_container(language, self.settings.limits.memory_mb)
+                    .fresh_container(language, self.settings.limits.memory_mb, true)
                     .await;
                 // The permit is held until the container is in the pool or dropped: shutdown,
                 // which waits for every permit, then finds it and removes it.

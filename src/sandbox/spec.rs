@@ -48,7 +48,12 @@ pub struct SpecInput<'a> {
     /// Host directory holding this execution's proxy socket, mounted read-only at
     /// [`PROXY_MOUNT`].
     pub proxy_dir: Option<&'a Path>,
+    /// Prepared ahead for the warm pool: the runner loads common modules while it waits.
+    pub preload: bool,
 }
+
+/// Argument telling the runner it was prepared ahead (see `runner.py`).
+pub const PRELOAD_ARG: &str = "--preload";
 
 /// Where the proxy socket directory appears inside the container.
 pub const PROXY_MOUNT: &str = "/run/mcp";
@@ -117,6 +122,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
         stdin_once: Some(true),
         tty: Some(false),
         network_disabled: Some(true),
+        cmd: input.preload.then(|| vec![PRELOAD_ARG.to_owned()]),
         host_config: Some(host_config),
         ..Default::default()
     }
@@ -158,6 +164,7 @@ mod tests {
             memory_mb,
             limits,
             proxy_dir: None,
+            preload: false,
         })
     }
 
@@ -325,6 +332,7 @@ mod tests {
             memory_mb: 64,
             limits: &limits,
             proxy_dir: Some(dir),
+            preload: true,
         });
         let mounts = host(&s).mounts.clone().unwrap();
         assert_eq!(mounts.len(), 1);
@@ -338,5 +346,11 @@ mod tests {
             Some(MountBindOptionsPropagationEnum::RPRIVATE)
         );
         assert!(host(&s).binds.is_none());
+        assert_eq!(
+            s.cmd,
+            Some(vec![PRELOAD_ARG.to_owned()]),
+            "pooled containers preload"
+        );
+        assert_eq!(spec().cmd, None, "cold containers do not");
     }
 }

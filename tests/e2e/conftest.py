@@ -20,11 +20,18 @@ Layout (a package: `__init__.py` keeps this conftest from shadowing tests/runner
                            the server's RSS bounded; cancellation (also mid-creation),
                            shutdown (stdin close, SIGTERM, SIGINT, also while the warm pool
                            fills) and a crash leave no container.
+  test_e2e_tools.py        tool calls from the sandbox (both languages) through the
+                           per-execution proxy to real downstreams: mcp-server-time,
+                           mcp-server-git and support/downstream_server.py over Streamable
+                           HTTP; discovery, typed errors, 401, token secrecy, socket
+                           isolation, killed downstream (502), timeout (504), 100 calls.
+  support/                 downstream servers and MCP_CONFIG_PATH helpers for it.
 
 A server keeps a warm pool of started containers (default 2 per language), so "the
 container of an execution" is found by what the code prints (its hostname = the first
 12 hex digits of the container id), never by counting the server's containers.
   latency.py               not a test: p50/p95 of a trivial execution per language.
+  tool_latency.py          not a test: p50/p95 of a tool call from the sandbox vs direct.
 
 One server per module (`server` fixture); tests needing their own process use
 `make_server`. At the end of the session every server has been stopped and no sandbox
