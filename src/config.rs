@@ -90,10 +90,39 @@ pub struct Settings {
     pub socket_base: PathBuf,
     /// Operator policy for tool calls from the sandbox.
     pub tools: ToolPolicy,
+    /// The Streamable HTTP transport.
+    pub http: HttpSettings,
+    /// On shutdown, how long running executions may finish before they are killed.
+    pub shutdown_grace_secs: u64,
     /// Warm containers kept ready per language (0 turns the pool off).
     pub pool_size: usize,
     /// Warm containers older than this are replaced.
     pub pool_max_age_secs: u64,
+}
+
+/// Settings of `serve --http`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// File of `client-name:key` lines; without keys the server binds loopback only.
+    pub api_keys_file: Option<PathBuf>,
+    /// `Host` header values accepted (DNS-rebinding protection).
+    pub allowed_hosts: Vec<String>,
+    /// Browser `Origin`s accepted; empty leaves `Origin` unchecked.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            api_keys_file: None,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 /// What the operator lets sandboxed code call.
@@ -129,6 +158,8 @@ impl Default for Settings {
             orphan_age_secs: 15 * 60,
             socket_base: PathBuf::from("/run/code-executor"),
             tools: ToolPolicy::default(),
+            http: HttpSettings::default(),
+            shutdown_grace_secs: 30,
             pool_size: 2,
             pool_max_age_secs: 300,
         }
@@ -210,6 +241,26 @@ impl Settings {
             "CODE_EXECUTOR_MAX_TOOL_CALLS",
             &mut self.tools.max_calls_per_execution,
         )?;
+        env_num(&lookup, "CODE_EXECUTOR_POOL_SIZE", &mut self.pool_size)?;
+        env_num(
+            &lookup,
+            "CODE_EXECUTOR_POOL_MAX_AGE_SECS",
+            &mut self.pool_max_age_secs,
+        )?;
+        env_num(
+            &lookup,
+            "CODE_EXECUTOR_SHUTDOWN_GRACE_SECS",
+            &mut self.shutdown_grace_secs,
+        )?;
+        if let Some(v) = lookup("CODE_EXECUTOR_API_KEYS_FILE") {
+            self.http.api_keys_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = lookup("CODE_EXECUTOR_ALLOWED_HOSTS") {
+            self.http.allowed_hosts = split_list(&v);
+        }
+        if let Some(v) = lookup("CODE_EXECUTOR_ALLOWED_ORIGINS") {
+            self.http.allowed_origins = split_list(&v);
+        }
         if let Some(v) = lookup("CODE_EXECUTOR_SOCKET_BASE") {
             self.socket_base = PathBuf::from(v);
         }
@@ -330,6 +381,14 @@ where
     Ok(())
 }
 
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn settings_file_candidates() -> Vec<PathBuf> {
     let mut out = vec![PathBuf::from("code-executor.toml")];
     if let Some(home) = std::env::var_os("HOME") {
@@ -382,6 +441,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("CODE_EXECUTOR_PIDS"), "{err}");
+    }
+
+    #[test]
+    fn pool_http_and_grace_overrides() {
+        let mut s = Settings::default();
+        s.apply_env(env(&[
+            ("CODE_EXECUTOR_POOL_SIZE", "0"),
+            ("CODE_EXECUTOR_SHUTDOWN_GRACE_SECS", "5"),
+            (
+                "CODE_EXECUTOR_ALLOWED_HOSTS",
+                "localhost, exec.example.com ,",
+            ),
+            ("CODE_EXECUTOR_API_KEYS_FILE", "/etc/keys"),
+        ]))
+        .unwrap();
+        assert_eq!(s.pool_size, 0);
+        assert_eq!(s.shutdown_grace_secs, 5);
+        assert_eq!(s.http.allowed_hosts, ["localhost", "exec.example.com"]);
+        assert_eq!(
+            s.http.api_keys_file.as_deref(),
+            Some(Path::new("/etc/keys"))
+        );
     }
 
     #[test]

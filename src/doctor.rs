@@ -86,7 +86,7 @@ pub async fn check_all(sandbox: &Sandbox) -> Vec<Check> {
                     out.push(check(
                         "seccomp",
                         Status::Ok,
-                        "engine applies seccomp; sandboxes use its default profile",
+                        "engine applies seccomp; sandboxes use our profile (seccomp/sandbox.json)",
                     ));
                 } else {
                     out.push(check("seccomp", Status::Fail, "the engine reports no seccomp support: sandboxes would run without a syscall filter"));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,8 @@ use code_executor_mcp::downstream::{config::load_servers_from_env, DownstreamPoo
 use code_executor_mcp::request::{ExecuteArgs, Language};
 use code_executor_mcp::sandbox::lifecycle::{OutputChunk, StreamKind};
 use code_executor_mcp::sandbox::Sandbox;
-use code_executor_mcp::server::ExecutorServer;
+use code_executor_mcp::server::api_keys::ApiKeys;
+use code_executor_mcp::server::{http, ExecutorServer};
 
 /// How long shutdown waits for running executions' containers to be removed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -114,10 +115,13 @@ fn init_tracing(default_filter: &str) {
 }
 
 async fn serve(http: Option<String>) -> anyhow::Result<()> {
-    if let Some(addr) = http {
-        bail!("--http {addr}: Streamable HTTP is not available yet in this release; serve over stdio (no --http)");
-    }
     let settings = Settings::load().context("loading settings")?;
+    let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    // Checked before anything starts: a refused HTTP set-up leaves nothing behind.
+    let http = match http {
+        Some(addr) => Some(http_options(&addr, &settings)?),
+        None => None,
+    };
     let downstream = start_downstream()?;
     let sandbox = Arc::new(Sandbox::new(settings, downstream.clone()));
     sandbox.start_pool();
@@ -138,6 +142,28 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
             }
         });
     }
+    let served = match http {
+        Some(options) => serve_http(options, &sandbox, &downstream, grace).await,
+        None => serve_stdio(&sandbox, &downstream).await,
+    };
+    sandbox.shutdown(SHUTDOWN_GRACE).await;
+    downstream.shutdown().await;
+    served
+}
+
+/// Stops taking executions and lets the running ones finish within `grace`; a second
+/// signal cuts the wait short.
+async fn drain(sandbox: &Sandbox, grace: Duration) {
+    tokio::select! {
+        _ = sandbox.drain(grace) => {}
+        signal = shutdown_signal() => tracing::info!("{signal} received again: stopping now"),
+    }
+}
+
+async fn serve_stdio(
+    sandbox: &Arc<Sandbox>,
+    downstream: &Arc<DownstreamPool>,
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "code-executor-mcp".into());
@@ -150,6 +176,9 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
         .serve(rmcp::transport::stdio())
         .await
         .context("starting the MCP session on stdio")?;
+    // No grace period here: stdio clients (the official SDKs) close stdin, then send
+    // SIGTERM after 2 s and SIGKILL after 4 s, and nobody is left to read a result. So
+    // running executions are stopped and removed at once; `serve --http` drains instead.
     let cancel = service.cancellation_token();
     tokio::select! {
         ended = service.waiting() => {
@@ -162,9 +191,77 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
             cancel.cancel();
         }
     }
-    sandbox.shutdown(SHUTDOWN_GRACE).await;
-    downstream.shutdown().await;
     Ok(())
+}
+
+/// The HTTP listener's settings from `--http ADDR` and the settings; refuses an exposed
+/// address without API keys.
+fn http_options(addr: &str, settings: &Settings) -> anyhow::Result<http::HttpOptions> {
+    let addr: std::net::SocketAddr = addr.parse().with_context(|| {
+        format!("--http {addr:?}: expected IP:PORT, e.g. 127.0.0.1:3333 or 0.0.0.0:3333")
+    })?;
+    let keys_text = match (
+        &settings.http.api_keys_file,
+        std::env::var("CODE_EXECUTOR_API_KEYS"),
+    ) {
+        (_, Ok(inline)) if !inline.trim().is_empty() => inline.replace(',', "\n"),
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading API keys from {}", path.display()))?,
+        _ => String::new(),
+    };
+    let keys = ApiKeys::parse(&keys_text)?;
+    http::check_exposure(addr, &keys)?;
+    let mut allowed_hosts = settings.http.allowed_hosts.clone();
+    if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
+        allowed_hosts.push(addr.ip().to_string());
+    }
+    Ok(http::HttpOptions {
+        addr,
+        keys,
+        allowed_hosts,
+        allowed_origins: settings.http.allowed_origins.clone(),
+        max_body_bytes: settings.http.max_body_bytes,
+    })
+}
+
+async fn serve_http(
+    options: http::HttpOptions,
+    sandbox: &Arc<Sandbox>,
+    downstream: &Arc<DownstreamPool>,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let addr = options.addr;
+    let clients = options.keys.len();
+    let stop = CancellationToken::new();
+    let mut server = tokio::spawn(http::serve(
+        options,
+        sandbox.clone(),
+        downstream.clone(),
+        stop.clone(),
+    ));
+    eprintln!(
+        "code-executor-mcp {VERSION} ready: MCP over Streamable HTTP at http://{addr}/mcp ({clients} API key(s)); \
+         /healthz, /readyz, /metrics on the same port. Stop with Ctrl-C or SIGTERM."
+    );
+    tokio::select! {
+        ended = &mut server => {
+            // The listener stopped by itself: a bind error, most likely.
+            return match ended {
+                Ok(result) => result.map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
+            };
+        }
+        signal = shutdown_signal() => {
+            tracing::info!("{signal} received: finishing running executions (up to {} s)", grace.as_secs());
+        }
+    }
+    drain(sandbox, grace).await;
+    stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(result)) => result.map_err(anyhow::Error::from),
+        Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Reads the downstream MCP servers and starts connecting to them in the background.

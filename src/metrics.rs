@@ -106,21 +106,21 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Counts one tool call from a sandbox (`outcome`: ok, or the HTTP status class).
-    pub fn tool_call(&self, tool: &str, outcome: &str) {
-        self.tool_calls
-            .get_or_create(&vec![
-                ("tool", tool.to_owned()),
-                ("outcome", outcome.to_owned()),
-            ])
-            .inc();
+    /// Counts tool calls of one execution to one tool.
+    pub fn tool_calls(&self, tool: &str, ok: u64, errors: u64) {
+        for (outcome, n) in [("ok", ok), ("error", errors)] {
+            if n > 0 {
+                let labels = vec![("tool", tool.to_owned()), ("outcome", outcome.to_owned())];
+                self.tool_calls.get_or_create(&labels).inc_by(n);
+            }
+        }
     }
 
-    /// Counts one refusal by policy.
-    pub fn refusal(&self, kind: &str) {
+    /// Counts refusals by policy.
+    pub fn refusals(&self, kind: &str, count: u64) {
         self.refusals
             .get_or_create(&vec![("kind", kind.to_owned())])
-            .inc();
+            .inc_by(count);
     }
 
     /// Adjusts the number of running executions.
@@ -157,8 +157,8 @@ mod tests {
         m.execution("python", "success", 0.02);
         m.execution("python", "success", 0.03);
         m.execution("typescript", "timeout", 2.0);
-        m.tool_call("mcp__time__get_current_time", "ok");
-        m.refusal("tool_not_allowed");
+        m.tool_calls("mcp__time__get_current_time", 1, 0);
+        m.refusals("tool_not_allowed", 1);
         m.running(1);
         let text = m.encode(
             &[("python", 2)],

@@ -97,6 +97,18 @@ pub struct ExecState {
 struct Stats {
     admitted: u64,
     per_tool: BTreeMap<String, ToolCallStats>,
+    refusals: BTreeMap<&'static str, u64>,
+}
+
+/// What one execution's code did through the proxy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProxySummary {
+    /// Tool calls made (refused ones included).
+    pub calls: u64,
+    /// Per tool: calls, errors, total milliseconds.
+    pub per_tool: BTreeMap<String, ToolCallStats>,
+    /// Refusals by kind: `tool_not_allowed`, `rate_limited`, `call_cap`.
+    pub refusals: BTreeMap<&'static str, u64>,
 }
 
 impl ExecState {
@@ -123,12 +135,14 @@ impl ExecState {
     pub fn admit(&self) -> Result<(), String> {
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         if stats.admitted >= self.config.max_calls {
+            *stats.refusals.entry("call_cap").or_default() += 1;
             return Err(format!(
                 "this execution reached its cap of {} tool calls",
                 self.config.max_calls
             ));
         }
         if self.limiter.check().is_err() {
+            *stats.refusals.entry("rate_limited").or_default() += 1;
             return Err(format!(
                 "rate limited: at most {} tool calls per second",
                 self.config.calls_per_second
@@ -136,6 +150,12 @@ impl ExecState {
         }
         stats.admitted += 1;
         Ok(())
+    }
+
+    /// Counts a refusal by policy (`kind` is one of a few fixed names).
+    pub fn refuse(&self, kind: &'static str) {
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        *stats.refusals.entry(kind).or_default() += 1;
     }
 
     /// Records one call's outcome for the execution result.
@@ -152,10 +172,13 @@ impl ExecState {
     }
 
     /// Calls made and per-tool statistics so far.
-    pub fn summary(&self) -> (u64, BTreeMap<String, ToolCallStats>) {
+    pub fn summary(&self) -> ProxySummary {
         let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        let calls = stats.per_tool.values().map(|s| s.calls).sum();
-        (calls, stats.per_tool.clone())
+        ProxySummary {
+            calls: stats.per_tool.values().map(|s| s.calls).sum(),
+            per_tool: stats.per_tool.clone(),
+            refusals: stats.refusals.clone(),
+        }
     }
 
     /// Validates arguments against the tool's input schema; the error names the field.
@@ -223,7 +246,7 @@ pub struct ProxyHandle {
 
 impl ProxyHandle {
     /// Stops serving and returns (calls made, per-tool statistics).
-    pub async fn stop(self) -> (u64, BTreeMap<String, ToolCallStats>) {
+    pub async fn stop(self) -> ProxySummary {
         self.stop.cancel();
         // In-flight requests of a finished execution need not complete.
         self.task.abort();

@@ -86,6 +86,7 @@ async fn call_tool_inner(state: &ExecState, body: &CallBody) -> Response {
         return fail(StatusCode::TOO_MANY_REQUESTS, message);
     }
     if !state.allowlist.allows(&body.name) {
+        state.refuse("tool_not_allowed");
         let allowed = if state.allowlist.is_empty() {
             "allowedTools is empty: pass allowedTools with the call to permit tools".to_owned()
         } else {

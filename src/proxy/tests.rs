@@ -149,7 +149,9 @@ async fn allowed_call_reaches_the_backend() {
         .as_str()
         .unwrap()
         .contains("Europe/Paris"));
-    let (calls, summary) = s.summary();
+    let summary = s.summary();
+    let calls = summary.calls;
+    let summary = summary.per_tool;
     assert_eq!(calls, 1);
     assert_eq!(summary["mcp__time__get_current_time"].errors, 0);
 }
@@ -171,7 +173,7 @@ async fn missing_or_wrong_token_is_401_everywhere() {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(
-        s.summary().0,
+        s.summary().calls,
         0,
         "refused requests never reach the counters"
     );
@@ -186,6 +188,7 @@ async fn unlisted_tool_is_403_and_names_the_allowlist() {
         body["error"].as_str().unwrap().contains("mcp__time__*"),
         "{body}"
     );
+    assert_eq!(s.summary().refusals.get("tool_not_allowed"), Some(&1));
     let (status, body) = call(&state(&[]), "mcp__git__git_log", json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
@@ -203,7 +206,7 @@ async fn a_tool_reporting_is_error_counts_as_an_error() {
     let (status, body) = call(&s, "mcp__git__git_log", json!({"fail": true})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["isError"], true);
-    let (_, summary) = s.summary();
+    let summary = s.summary().per_tool;
     assert_eq!(summary["mcp__git__git_log"].calls, 1);
     assert_eq!(summary["mcp__git__git_log"].errors, 1);
 }
@@ -243,7 +246,7 @@ async fn downstream_failures_map_to_502_and_504() {
         call(&s, "mcp__broken__fail", json!({})).await.0,
         StatusCode::BAD_GATEWAY
     );
-    let (_, summary) = s.summary();
+    let summary = s.summary().per_tool;
     assert_eq!(summary["mcp__slow__wait"].errors, 1);
 }
 
@@ -384,7 +387,6 @@ async fn serves_on_a_unix_socket_and_stops() {
         .unwrap()
         .unwrap();
     assert!(response.starts_with("HTTP/1.1 401"), "{response}");
-    let (calls, _) = handle.stop().await;
-    assert_eq!(calls, 0);
+    assert_eq!(handle.stop().await.calls, 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }

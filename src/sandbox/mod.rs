@@ -8,6 +8,8 @@ pub mod output;
 pub mod pool;
 pub mod protocol;
 pub mod reaper;
+/// The seccomp profile (`seccomp/sandbox.json`) every sandbox container is started with.
+pub mod seccomp;
 pub mod spec;
 
 use std::sync::Arc;
@@ -26,9 +28,10 @@ use reaper::Owner;
 use spec::{container_spec, SpecInput};
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::outcome::ExecutionResult;
 use crate::proxy::socket_dir::SocketDir;
-use crate::proxy::{ExecState, ProxyConfig, ProxyError, ToolBackend};
+use crate::proxy::{ExecState, ProxyConfig, ProxyError, ProxySummary, ToolBackend};
 use crate::request::{ExecutionRequest, Language};
 
 /// Errors of the sandbox machinery (not of the user's code, which is a normal result).
@@ -83,6 +86,28 @@ pub struct ImageHealth {
     pub error: Option<String>,
 }
 
+/// Counts an execution as running (gauge and drain counter) for as long as it lives.
+struct Running<'a>(&'a Sandbox);
+
+impl<'a> Running<'a> {
+    fn start(sandbox: &'a Sandbox) -> Self {
+        sandbox.metrics.running(1);
+        sandbox
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(sandbox)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.running(-1);
+        self.0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Runs executions in fresh containers.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -96,6 +121,9 @@ pub struct Sandbox {
     tools: Arc<dyn ToolBackend>,
     pool: WarmPool,
     refill: tokio::sync::Notify,
+    metrics: Arc<Metrics>,
+    running: std::sync::atomic::AtomicUsize,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for dyn ToolBackend {
@@ -111,6 +139,9 @@ impl Sandbox {
         Self {
             tools,
             pool: WarmPool::default(),
+            metrics: Arc::new(Metrics::new()),
+            running: std::sync::atomic::AtomicUsize::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
             refill: tokio::sync::Notify::new(),
             engine: Engine::new(),
             owner: me.label(),
@@ -128,6 +159,19 @@ impl Sandbox {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Warm containers per language now.
+    pub fn pool_sizes(&self) -> [(&'static str, usize); 2] {
+        [
+            ("python", self.pool.len(Language::Python)),
+            ("typescript", self.pool.len(Language::TypeScript)),
+        ]
     }
 
     /// The image that runs `language`.
@@ -157,7 +201,7 @@ impl Sandbox {
         events: Option<UnboundedSender<OutputChunk>>,
         cancel: CancellationToken,
     ) -> Result<ExecutionResult, SandboxError> {
-        if self.shutdown.is_cancelled() {
+        if self.shutdown.is_cancelled() || self.draining.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(SandboxError::ShuttingDown);
         }
         let stop = self.shutdown.child_token();
@@ -176,6 +220,7 @@ impl Sandbox {
         };
 
         let language = request.language.as_str();
+        let _running = Running::start(self);
         let t0 = Instant::now();
         let warm = if request.memory_mb == self.settings.limits.memory_mb {
             self.pool.take(request.language, self.pool_max_age())
@@ -229,7 +274,7 @@ impl Sandbox {
             // starting beside the running code slows it down.
             self.refill.notify_waiters();
         }
-        let (tool_calls, tool_summary) = proxy.stop().await;
+        let tools = proxy.stop().await;
         let mut result = ExecutionResult::from_run(
             run,
             execution_id,
@@ -237,8 +282,9 @@ impl Sandbox {
             request.timeout.as_millis() as u64,
             request.memory_mb,
         );
-        result.tool_calls_made = tool_calls;
-        result.tool_call_summary = tool_summary;
+        self.record_metrics(&result, &tools);
+        result.tool_calls_made = tools.calls;
+        result.tool_call_summary = tools.per_tool;
         result.warm_start = warm_start;
         tracing::info!(
             execution = %result.execution_id,
@@ -253,7 +299,29 @@ impl Sandbox {
         Ok(result)
     }
 
-    /// Creates, attaches and starts a container for one execution, with its socket directory.
+    fn record_metrics(&self, result: &ExecutionResult, tools: &ProxySummary) {
+        let outcome = if result.success {
+            "success"
+        } else if result.timed_out {
+            "timeout"
+        } else if result.oom_killed {
+            "oom"
+        } else if result.error_type.as_deref() == Some("Cancelled") {
+            "cancelled"
+        } else {
+            "error"
+        };
+        let seconds = result.execution_time_ms as f64 / 1000.0;
+        self.metrics.execution(&result.language, outcome, seconds);
+        for (tool, stats) in &tools.per_tool {
+            self.metrics
+                .tool_calls(tool, stats.calls - stats.errors, stats.errors);
+        }
+        for (kind, count) in &tools.refusals {
+            self.metrics.refusals(kind, *count);
+        }
+    }
+
     /// Creates, attaches and starts a container for one execution, with its socket directory.
     /// The work runs in a task of its own that finishes even when the caller goes away (a
     /// cancelled call, shutdown): a container the engine has created is then removed by its
@@ -406,6 +474,27 @@ impl Sandbox {
             });
         }
         health
+    }
+
+    /// Stops taking executions and waits up to `grace` for the running ones to finish on
+    /// their own. Returns how many were still running.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        use std::sync::atomic::Ordering;
+        self.draining.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running = self.running.load(Ordering::SeqCst);
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                if running > 0 {
+                    tracing::warn!(
+                        running,
+                        "grace period over: killing the executions still running"
+                    );
+                }
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Stops taking executions, cancels the running ones and waits (up to `grace`) until

@@ -74,9 +74,12 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
         cap_drop: Some(vec!["ALL".to_owned()]),
         cap_add: None,
         privileged: Some(false),
-        // Docker's default seccomp profile applies because none is named; it is never
-        // set to unconfined.
-        security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+        // Our own seccomp profile (seccomp/sandbox.json), narrower than Docker's default;
+        // never unconfined.
+        security_opt: Some(vec![
+            "no-new-privileges:true".to_owned(),
+            super::seccomp::security_opt(),
+        ]),
         network_mode: Some("none".to_owned()),
         pids_limit: Some(l.pids),
         memory: Some(memory_bytes),
@@ -201,6 +204,10 @@ mod tests {
         let opts = host(&spec()).security_opt.clone().unwrap();
         assert!(opts.contains(&"no-new-privileges:true".to_owned()));
         assert!(opts.iter().all(|o| !o.contains("unconfined")), "{opts:?}");
+        assert!(
+            opts.contains(&super::super::seccomp::security_opt()),
+            "our profile, not the default"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 // today's clients.
 #![allow(deprecated)]
 
+pub mod api_keys;
+pub mod http;
 pub mod stream;
 
 use std::sync::Arc;
