@@ -17,13 +17,14 @@ use rmcp::handler::server::common::{schema_for_input, schema_for_type};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::schema_for_output;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, JsonObject, LoggingLevel, RequestMetaObject,
-    ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    CallToolResult, ContentBlock, Extensions, Implementation, JsonObject, LoggingLevel,
+    RequestMetaObject, ServerCapabilities, ServerConfig, SetLevelRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData, Peer, RoleServer, ServerHandler};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::VERSION;
 use crate::downstream::DownstreamPool;
@@ -68,8 +69,11 @@ impl ExecutorServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         cancel: CancellationToken,
+        extensions: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
+        let span = call_span(&extensions);
         self.execute(Language::Python, args, meta, peer, cancel)
+            .instrument(span)
             .await
     }
 
@@ -80,8 +84,11 @@ impl ExecutorServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         cancel: CancellationToken,
+        extensions: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
+        let span = call_span(&extensions);
         self.execute(Language::TypeScript, args, meta, peer, cancel)
+            .instrument(span)
             .await
     }
 
@@ -149,6 +156,15 @@ impl ExecutorServer {
             }
         }
     }
+}
+
+/// A log span naming the client: its API key's name over HTTP, `stdio` otherwise.
+fn call_span(extensions: &Extensions) -> tracing::Span {
+    let client = extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<http::ClientName>())
+        .map_or("stdio", |c| c.0.as_str());
+    tracing::info_span!("call", client = %client)
 }
 
 /// The input schema of the execution tools, from [`ExecuteArgs`].
