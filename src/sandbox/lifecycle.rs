@@ -4,7 +4,6 @@
 //! happens, dropping the container's [`RemovalGuard`] removes it.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
@@ -262,7 +261,6 @@ impl PreparedContainer {
             let _ = writer_input.write_all(&payload).await;
             let _ = writer_input.shutdown().await;
         });
-        let abort_writer = Arc::new(writer.abort_handle());
 
         let mut stdout =
             StreamCapture::ending_at_line(input.output_cap, input.secrets.result_marker());
@@ -297,7 +295,7 @@ impl PreparedContainer {
                 },
             }
         };
-        abort_writer.abort();
+        writer.abort();
         emit(StreamKind::Stdout, stdout.close());
         emit(StreamKind::Stderr, stderr.close());
 
