@@ -13,6 +13,7 @@ all: build
 
 include mk/images.mk
 include mk/bench.mk
+include mk/compose.mk
 
 build:
 	$(CARGO) build
@@ -47,7 +48,7 @@ $(DENO_HOST): images/deno/deno.pin
 test: build image-build venv
 	$(MAKE) --no-print-directory $(DENO_HOST)
 	$(CARGO) nextest run --no-fail-fast
-	DENO_BIN=$(CURDIR)/$(DENO_HOST) $(PY) -m pytest -q tests/runners tests/e2e
+	DENO_BIN=$(CURDIR)/$(DENO_HOST) $(PY) -m pytest -q -rs tests/runners tests/e2e
 	@left=$$(docker ps -aq --filter label=code-executor.managed=true | wc -l); \
 	  if [ "$$left" -ne 0 ]; then echo "FAIL: $$left sandbox container(s) left behind"; docker ps -a --filter label=code-executor.managed=true; exit 1; fi; \
 	  echo "no sandbox container left behind"

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Build the sandbox images, incrementally. No container registry is used anywhere.
 #
-# Usage: images/build.sh [rootfs|python|deno|all|clean]...   (default: all)
+# Usage: images/build.sh [rootfs|python|deno|server|all|clean]...   (default: all)
 #
 #   rootfs  code-executor/rootfs:<version>  Debian bookworm from images/rootfs.sh
 #   python  code-executor/python:<version>  rootfs + images/python/runner.py
 #   deno    code-executor/deno:<version>    rootfs + Deno (PyPI wheel, deno.pin) + runner
-#   clean   remove every code-executor rootfs/python/deno image (all versions)
+#   server  code-executor/server:<version>  rootfs + the release binary, for compose/
+#           (runs `cargo build --release --bin code-executor-mcp` first: a no-op when
+#           the binary is up to date, a few minutes on 2 cores when it is not)
+#   all     rootfs, python, deno and server
+#   clean   remove every code-executor rootfs/python/deno/server image (all versions)
 #
 # <version> is the `version = "..."` of the [package] section of Cargo.toml (0.1.0 if
 # there is none). Each image carries the labels code-executor.image,
@@ -14,16 +18,21 @@
 # manifest of everything the image is made from (see *_manifest below: scripts,
 # Dockerfile, runner, Deno pin, base image id, version, architecture). An image whose
 # tag exists with the same source hash is up to date and is not rebuilt, so a rebuild
-# with nothing changed takes a few seconds. Python and Deno depend on rootfs: building
-# them checks (and if needed rebuilds) rootfs first, and a new rootfs rebuilds them.
+# with nothing changed takes a few seconds. Python, Deno and server depend on rootfs:
+# building them checks (and if needed rebuilds) rootfs first, and a new rootfs rebuilds
+# them. The server image is rebuilt when the release binary changes.
 #
 # Environment:
 #   CE_FORCE=1   rebuild the named images, and the rootfs under them, even when up to
 #                date (e.g. to pick up Debian security updates, which the source hash
 #                cannot see)
 #   CE_DEBIAN_MIRROR, CE_DEBIAN_SECURITY_MIRROR   passed on to rootfs.sh
+#   CE_SERVER_BINARY=PATH   package this binary into the server image instead of
+#                running cargo (e.g. one built elsewhere; it must run on bookworm's glibc)
+#   CARGO        the cargo command (default: cargo)
 #
-# Writes only under images/.cache/ (git-ignored): the Deno wheel, build logs.
+# Writes only under images/.cache/ (git-ignored): the Deno wheel, build logs; the server
+# target also lets cargo update target/release/.
 set -euo pipefail
 
 # Bump when this script changes how an image is made: changes the source hash of all.
@@ -321,13 +330,95 @@ ensure_deno() {
 	report deno "$tag" built "($(elapsed "$start"))"
 }
 
+# --------------------------------------------------------------------------- server
+
+server_manifest() {
+	printf 'image server\nrecipe %s\nversion %s\nbase %s\nstrip %s\n' "$RECIPE" "$version" "$1" "$3"
+	echo "Dockerfile $(sha256_of_file "$here/server/Dockerfile")"
+	echo "code-executor-mcp $(sha256_of_file "$2")"
+}
+
+# The release binary to package: CE_SERVER_BINARY, else target/release/ after cargo has
+# brought it up to date (cargo decides what is stale; nothing to do takes about a second).
+server_binary() {
+	local log=$1 bin
+	if [[ -n ${CE_SERVER_BINARY:-} ]]; then
+		[[ -f $CE_SERVER_BINARY && -x $CE_SERVER_BINARY ]] ||
+			die "CE_SERVER_BINARY=$CE_SERVER_BINARY is not an executable file"
+		echo "$CE_SERVER_BINARY"
+		return 0
+	fi
+	local cargo=${CARGO:-cargo}
+	command -v "${cargo%% *}" >/dev/null ||
+		die "the server image needs the release binary, and '$cargo' was not found: install Rust (https://rustup.rs) or set CE_SERVER_BINARY=/path/to/code-executor-mcp"
+	note "cargo build --release --bin code-executor-mcp (a few minutes when sources changed; log: $log)"
+	# $cargo may be a command with arguments (CARGO="cargo +stable").
+	# shellcheck disable=SC2086
+	(cd "$repo" && $cargo build --release --bin code-executor-mcp) >>"$log" 2>&1 ||
+		fail_with_log "cargo build --release" "$log"
+	bin=$repo/target/release/code-executor-mcp
+	[[ -x $bin ]] || die "cargo finished but $bin is missing (CARGO_TARGET_DIR set elsewhere? then use CE_SERVER_BINARY)"
+	echo "$bin"
+}
+
+ensure_server() {
+	ensure_rootfs
+	local tag=code-executor/server:$version base=code-executor/rootfs:$version
+	local start hash log old base_id src bin strip got
+	start=$(now)
+	log=$logs/server.log
+	: >"$log"
+	src=$(server_binary "$log")
+	strip=none
+	if command -v objcopy >/dev/null; then strip=objcopy-strip-debug; fi
+	base_id=$(image_id "$base")
+	hash=$(server_manifest "$base_id" "$src" "$strip" | sha256_of_stdin)
+	if [[ ${CE_FORCE:-0} != 1 && $(image_source_hash "$tag") == "$hash" ]]; then
+		report server "$tag" "up to date" "($(elapsed "$start"))"
+		return 0
+	fi
+	# Debug info (line tables, ~100 MB) out, symbols in: panics still name functions.
+	bin=$(mktemp "$cache/server-bin.XXXXXX")
+	tmp_paths+=("$bin")
+	if [[ $strip == none ]]; then
+		note "objcopy (binutils) not found: packaging the binary with its debug info"
+		cp "$src" "$bin"
+	else
+		objcopy --strip-debug "$src" "$bin" || die "objcopy --strip-debug $src failed"
+	fi
+	chmod 0755 "$bin"
+	old=$(image_id "$tag")
+	build_from_files "$tag" "$log" \
+		--build-arg "BASE_IMAGE=$base" --label "org.opencontainers.image.version=$version" \
+		--label "code-executor.source-sha256=$hash" -- \
+		"Dockerfile=$here/server/Dockerfile" "code-executor-mcp=$bin" ||
+		fail_with_log "server image build" "$log"
+	drop_old "$old" "$(image_id "$tag")"
+	# As compose runs it (its own user, read-only, no capabilities, no network): the
+	# user and the log directory are right, and the binary starts (its shared libraries
+	# and glibc version resolve on bookworm) and is the version being tagged.
+	if ! got=$(docker run --rm --label code-executor.managed=true --label code-executor.smoke-test=true --log-driver none \
+		--read-only --cap-drop ALL --security-opt no-new-privileges --network none \
+		--tmpfs /tmp:size=16m,nosuid,nodev --pids-limit 64 --memory 256m \
+		--entrypoint /bin/sh "$tag" -c \
+		'test "$(id -u):$(id -g)" = 10001:10001 || { echo "runs as $(id -u):$(id -g), not 10001:10001"; exit 1; }
+		 test "$(stat -c %u:%a /var/log/code-executor)" = 10001:750 || { echo "/var/log/code-executor: $(stat -c %u:%a /var/log/code-executor)"; exit 1; }
+		 exec code-executor-mcp --version' 2>&1 </dev/null) ||
+		[[ $got != "code-executor-mcp $version" ]]; then
+		echo "$got" >>"$log"
+		docker image rm "$tag" >/dev/null 2>&1 || true
+		fail_with_log "smoke test of server ($tag, removed again; expected 'code-executor-mcp $version'; a glibc error means the binary was built against a newer glibc than bookworm's 2.36)" "$log"
+	fi
+	report server "$tag" built "($(elapsed "$start"))"
+}
+
 # --------------------------------------------------------------------------- clean
 
 clean() {
 	local kind refs ref n failed=0
 	# Children before their base. Tagged images by name, untagged ones by id; the
 	# builder's intermediate layers go with them.
-	for kind in deno python rootfs; do
+	for kind in server deno python rootfs; do
 		refs=$(docker image ls --filter "label=code-executor.image=$kind" \
 			--format '{{if eq .Tag "<none>"}}{{.ID}}{{else}}{{.Repository}}:{{.Tag}}{{end}}')
 		n=0
@@ -336,7 +427,7 @@ clean() {
 		done
 		[[ $n -eq 0 ]] || report "$kind" "code-executor/$kind:*" removed "($n image(s))"
 	done
-	rm -rf "$cache"/ctx.* "$cache"/deno-bin.* "$logs"
+	rm -rf "$cache"/ctx.* "$cache"/deno-bin.* "$cache"/server-bin.* "$logs"
 	[[ $failed -eq 0 ]] || die "some images are still in use (see: docker ps -a --filter label=code-executor.managed=true)"
 }
 
@@ -364,8 +455,9 @@ for target in "$@"; do
 	rootfs) ensure_rootfs ;;
 	python) ensure_python ;;
 	deno) ensure_deno ;;
-	all) ensure_rootfs; ensure_python; ensure_deno ;;
+	server) ensure_server ;;
+	all) ensure_rootfs; ensure_python; ensure_deno; ensure_server ;;
 	clean) clean ;;
-	*) die "unknown target '$target' (rootfs, python, deno, all, clean)" ;;
+	*) die "unknown target '$target' (rootfs, python, deno, server, all, clean)" ;;
 	esac
 done

@@ -20,6 +20,9 @@ use code_executor_mcp::sandbox::Sandbox;
 use code_executor_mcp::server::api_keys::ApiKeys;
 use code_executor_mcp::server::{http, ExecutorServer};
 
+/// After the drain, how long in-flight HTTP responses get before sessions are ended.
+const RESPONSE_FLUSH: Duration = Duration::from_millis(750);
+
 /// How long shutdown waits for running executions' containers to be removed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
@@ -61,12 +64,21 @@ enum Command {
     },
     /// Check the deployment: engine, images, seccomp, AppArmor, a trial execution.
     Doctor,
+    /// Exit 0 when a `serve --http` server answers /healthz (for container health checks).
+    Healthcheck {
+        /// The server's address.
+        #[arg(long, default_value = "127.0.0.1:3333")]
+        addr: String,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     // `run` and `doctor` talk to a person: only warnings unless asked.
-    let quiet = matches!(cli.command, Some(Command::Run { .. } | Command::Doctor));
+    let quiet = matches!(
+        cli.command,
+        Some(Command::Run { .. } | Command::Doctor | Command::Healthcheck { .. })
+    );
     init_tracing(if quiet {
         "warn"
     } else {
@@ -93,6 +105,7 @@ fn main() {
                 allowed_tools,
             } => run_file(file, timeout_ms, memory_mb, stdin_file, allowed_tools).await,
             Command::Doctor => doctor_command().await,
+            Command::Healthcheck { addr } => healthcheck(&addr).await,
         }
     });
     match code {
@@ -232,12 +245,14 @@ async fn serve_http(
 ) -> anyhow::Result<()> {
     let addr = options.addr;
     let clients = options.keys.len();
-    let stop = CancellationToken::new();
+    let listener = CancellationToken::new();
+    let sessions = CancellationToken::new();
     let mut server = tokio::spawn(http::serve(
         options,
         sandbox.clone(),
         downstream.clone(),
-        stop.clone(),
+        listener.clone(),
+        sessions.clone(),
     ));
     eprintln!(
         "code-executor-mcp {VERSION} ready: MCP over Streamable HTTP at http://{addr}/mcp ({clients} API key(s)); \
@@ -256,7 +271,12 @@ async fn serve_http(
         }
     }
     drain(sandbox, grace).await;
-    stop.cancel();
+    // No new connections; results already computed are still being written to their
+    // clients (through Docker's port proxy that can take a moment), so the sessions are
+    // ended only after a short flush.
+    listener.cancel();
+    tokio::time::sleep(RESPONSE_FLUSH).await;
+    sessions.cancel();
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(result)) => result.map_err(anyhow::Error::from),
         Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
@@ -392,4 +412,32 @@ async fn doctor_command() -> anyhow::Result<i32> {
         println!("\nSome checks failed: fix them (the lines above say how) and run `code-executor-mcp doctor` again.");
     }
     Ok(i32::from(failed))
+}
+
+async fn healthcheck(addr: &str) -> anyhow::Result<i32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request =
+            format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = vec![0u8; 64];
+        let n = stream.read(&mut head).await?;
+        Ok::<bool, std::io::Error>(head[..n].starts_with(b"HTTP/1.1 200"))
+    };
+    match tokio::time::timeout(Duration::from_secs(5), check).await {
+        Ok(Ok(true)) => Ok(0),
+        Ok(Ok(false)) => {
+            eprintln!("{addr}: /healthz did not answer 200");
+            Ok(1)
+        }
+        Ok(Err(e)) => {
+            eprintln!("{addr}: {e}");
+            Ok(1)
+        }
+        Err(_) => {
+            eprintln!("{addr}: no answer within 5 s");
+            Ok(1)
+        }
+    }
 }

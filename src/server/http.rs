@@ -67,18 +67,18 @@ struct AppState {
     keys: Arc<ApiKeys>,
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application. Cancelling `sessions` ends every MCP session.
 pub fn router(
     options: &HttpOptions,
     sandbox: Arc<Sandbox>,
     downstream: Arc<DownstreamPool>,
-    stop: CancellationToken,
+    sessions: CancellationToken,
 ) -> Router {
     let mut config = StreamableHttpServerConfig::default();
     config.allowed_hosts = options.allowed_hosts.clone();
     config.allowed_origins = options.allowed_origins.clone();
     config.max_request_body_bytes = options.max_body_bytes;
-    config.cancellation_token = stop;
+    config.cancellation_token = sessions;
     let handler = ExecutorServer::new(sandbox.clone(), downstream.clone());
     let mcp = StreamableHttpService::new(
         move || Ok(handler.clone()),
@@ -104,23 +104,25 @@ pub fn router(
         .with_state(state)
 }
 
-/// Serves until `stop` is cancelled.
+/// Serves until `listener` is cancelled (no new connections) and the open ones have
+/// closed, which cancelling `sessions` forces by ending the MCP sessions.
 pub async fn serve(
     options: HttpOptions,
     sandbox: Arc<Sandbox>,
     downstream: Arc<DownstreamPool>,
-    stop: CancellationToken,
+    listener: CancellationToken,
+    sessions: CancellationToken,
 ) -> Result<(), HttpError> {
     check_exposure(options.addr, &options.keys)?;
-    let listener = tokio::net::TcpListener::bind(options.addr)
+    let tcp = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|source| HttpError::Bind {
             addr: options.addr,
             source,
         })?;
-    let app = router(&options, sandbox, downstream, stop.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
+    let app = router(&options, sandbox, downstream, sessions);
+    axum::serve(tcp, app)
+        .with_graceful_shutdown(listener.cancelled_owned())
         .await
         .map_err(HttpError::Serve)
 }
