@@ -37,11 +37,14 @@ $(VENV)/.stamp: tests/requirements.txt
 
 venv: $(VENV)/.stamp
 
-## The Deno binary on the host, for the runner tests: taken from the wheel image-build cached.
+## The Deno binary on the host, for the runner tests: copied out of the deno image (the
+## one the sandboxes run, built from the pinned and checked wheel).
 DENO_HOST := images/.cache/deno/bin/deno
+DENO_IMAGE := code-executor/deno:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 $(DENO_HOST): images/deno/deno.pin
 	@mkdir -p $(dir $@)
-	python3 -c 'import glob, sys, zipfile; v = [l.split("=",1)[1].strip() for l in open("images/deno/deno.pin") if l.startswith("DENO_VERSION=")][0]; w = glob.glob(f"images/.cache/deno/deno-{v}-*x86_64.whl"); w or sys.exit("no cached deno wheel: run make image-build"); z = zipfile.ZipFile(w[0]); open(sys.argv[1], "wb").write(z.read(f"deno-{v}.data/scripts/deno"))' $@
+	@cid=$$(docker create --label code-executor.managed=true $(DENO_IMAGE)) && \
+	  { docker cp $$cid:/usr/local/bin/deno $@; rc=$$?; docker rm -f $$cid >/dev/null; exit $$rc; }
 	chmod 0755 $@
 
 ## Every test: unit and engine tests (Rust), runner tests, end to end through the MCP SDK.
