@@ -396,9 +396,14 @@ def test_down_of_a_running_stack_leaves_nothing(stack):
     # Stopped or not by the test before: the downstream lives in the server's network
     # namespace, so stop everything and start it again in the right order.
     stack.compose("stop", timeout=120)
-    stack.compose("up", "-d")
+    # up() reads the server's hostname again: compose may have recreated the container.
+    stack.up()
     assert wait_until(lambda: stack.get("/readyz")[0] == 200, 90), (stack.get("/readyz"), stack.logs())
-    assert wait_until(lambda: len(stack.sandboxes()) >= 2, 30), "the warm pool was not refilled"
+    assert wait_until(lambda: len(stack.sandboxes()) >= 2, 30), (
+        "the warm pool was not refilled",
+        stack.server_hostname,
+        managed_containers(),
+    )
     stack.compose("down", timeout=120)
     assert stack.project_containers() == []
     assert wait_until(lambda: not stack.sandboxes(), 10), stack.sandboxes()
