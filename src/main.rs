@@ -271,11 +271,11 @@ async fn serve_http(
         }
     }
     drain(sandbox, grace).await;
-    // No new connections; results already computed are still being written to their
-    // clients (through Docker's port proxy that can take a moment), so the sessions are
-    // ended only after a short flush.
-    listener.cancel();
+    // Results computed just now are still on their way to the clients (through Docker's
+    // port proxy that can take a moment): only after a short flush do we stop listening
+    // and end the sessions. New calls meanwhile are refused by the drained sandbox.
     tokio::time::sleep(RESPONSE_FLUSH).await;
+    listener.cancel();
     sessions.cancel();
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(result)) => result.map_err(anyhow::Error::from),
