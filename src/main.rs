@@ -418,9 +418,9 @@ async fn healthcheck(addr: &str) -> anyhow::Result<i32> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let check = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request =
-            format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
+        let request: &[u8] =
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        stream.write_all(request).await?;
         let mut head = vec![0u8; 64];
         let n = stream.read(&mut head).await?;
         Ok::<bool, std::io::Error>(head[..n].starts_with(b"HTTP/1.1 200"))
