@@ -464,6 +464,14 @@ async fn main() {
         limits: &limits,
         proxy_dir: None,
         preload: false,
+        isolation: &code_executor_mcp::sandbox::isolation::Isolation {
+            runtime: std::env::var("CE_RUNTIME").unwrap_or_else(|_| "runc".to_owned()),
+            apparmor_profile: None,
+            apparmor_note: None,
+        },
+        grant_mounts: &[],
+        egress_port: None,
+        entrypoint: None,
     });
     if !args.warm {
         body.entrypoint = Some(entrypoint.into_iter().map(str::to_owned).collect());

@@ -137,6 +137,22 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
     };
     let downstream = start_downstream()?;
     let sandbox = Arc::new(Sandbox::new(settings, downstream.clone()));
+    // A runtime or AppArmor profile the operator asked for and the host lacks stops the
+    // server here, before any client connects; an unreachable engine does not (it is
+    // reported per call and retried).
+    match sandbox.isolation().await {
+        Ok(iso) => {
+            if let Some(note) = &iso.apparmor_note {
+                tracing::warn!("{note}; containers run with seccomp, no-new-privileges and no capabilities, without an AppArmor profile");
+            }
+        }
+        Err(e @ code_executor_mcp::sandbox::SandboxError::Isolation(_)) => {
+            return Err(anyhow::anyhow!(e)).context("checking the sandbox isolation settings");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not decide the sandbox runtime yet; will retry on the first execution")
+        }
+    }
     sandbox.start_pool();
     {
         let sandbox = sandbox.clone();

@@ -52,6 +52,27 @@ pub struct ExecutionResult {
     pub language: String,
     /// The code ran in a container prepared ahead (warm pool) rather than one made for it.
     pub warm_start: bool,
+    /// Container runtime that ran the code (`runc`, or `runsc` for gVisor).
+    pub runtime: String,
+    /// Suspicious patterns seen in the code (an audit aid, never a block).
+    pub warnings: Vec<String>,
+    /// Egress through the proxy, when `permissions.net` was granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress: Option<EgressUse>,
+}
+
+/// What one execution did through the egress proxy.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressUse {
+    /// Connections the proxy opened for the code.
+    pub connections: u64,
+    /// Bytes sent by the code.
+    pub bytes_up: u64,
+    /// Bytes received by the code.
+    pub bytes_down: u64,
+    /// Requests refused, with the reason.
+    pub refusals: Vec<String>,
 }
 
 impl ExecutionResult {
@@ -126,6 +147,9 @@ impl ExecutionResult {
             execution_id,
             language: language.to_owned(),
             warm_start: false,
+            runtime: String::new(),
+            warnings: Vec::new(),
+            egress: None,
         }
     }
 

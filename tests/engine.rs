@@ -248,6 +248,10 @@ async fn orphans_of_a_dead_server_are_reaped_and_live_ones_kept() {
             limits: &limits,
             proxy_dir: None,
             preload: false,
+            isolation: sb.isolation().await.unwrap(),
+            grant_mounts: &[],
+            egress_port: None,
+            entrypoint: None,
         });
         let id = d.create_container(None, spec).await.unwrap().id;
         ids.push((id, exec));

@@ -3,6 +3,7 @@
 //! every path, and the reaping of orphans left by a crashed server.
 
 pub mod engine;
+pub mod isolation;
 pub mod lifecycle;
 pub mod output;
 pub mod pool;
@@ -21,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use engine::Engine;
+use isolation::Isolation;
 use lifecycle::{OutputChunk, Removals, RunInput};
 use pool::{Fresh, WarmPool};
 use protocol::Secrets;
@@ -60,6 +62,8 @@ pub enum SandboxError {
     Cancelled,
     #[error("the server is shutting down and takes no new executions")]
     ShuttingDown,
+    #[error("{0}")]
+    Isolation(#[from] isolation::IsolationError),
 }
 
 /// The state of the sandbox machinery, for `health` and `doctor`.
@@ -70,6 +74,10 @@ pub struct SandboxHealth {
     pub engine_version: Option<String>,
     pub engine_error: Option<String>,
     pub runtime: String,
+    /// AppArmor profile applied to every container, if any.
+    pub apparmor: Option<String>,
+    /// Why AppArmor is not applied.
+    pub apparmor_note: Option<String>,
     pub images: Vec<ImageHealth>,
     pub running_executions: usize,
     pub max_concurrent: usize,
@@ -124,6 +132,7 @@ pub struct Sandbox {
     metrics: Arc<Metrics>,
     running: std::sync::atomic::AtomicUsize,
     draining: std::sync::atomic::AtomicBool,
+    isolation: tokio::sync::OnceCell<Isolation>,
 }
 
 impl std::fmt::Debug for dyn ToolBackend {
@@ -150,7 +159,33 @@ impl Sandbox {
             settings,
             removals: Removals::new(),
             shutdown: CancellationToken::new(),
+            isolation: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The runtime and AppArmor profile every container gets, decided on first use from the
+    /// settings and the engine (`docker info`). An engine error is retried on the next call;
+    /// a runtime or profile the operator asked for and the host lacks is an error every time.
+    pub async fn isolation(&self) -> Result<&Isolation, SandboxError> {
+        self.isolation
+            .get_or_try_init(|| async {
+                let docker = self.engine.docker().await?;
+                let info = docker.info().await.map_err(|source| SandboxError::Docker {
+                    action: "read",
+                    target: "engine info".to_owned(),
+                    source,
+                })?;
+                let decided =
+                    isolation::decide(&self.settings.sandbox, &info, std::path::Path::new("/sys"))?;
+                tracing::info!(
+                    runtime = %decided.runtime,
+                    apparmor = decided.apparmor_profile.as_deref().unwrap_or("none"),
+                    note = decided.apparmor_note.as_deref().unwrap_or(""),
+                    "sandbox isolation decided"
+                );
+                Ok(decided)
+            })
+            .await
     }
 
     pub fn settings(&self) -> &Settings {
@@ -286,6 +321,11 @@ impl Sandbox {
         result.tool_calls_made = tools.calls;
         result.tool_call_summary = tools.per_tool;
         result.warm_start = warm_start;
+        result.runtime = self
+            .isolation()
+            .await
+            .map(|i| i.runtime.clone())
+            .unwrap_or_default();
         tracing::info!(
             execution = %result.execution_id,
             language,
@@ -332,6 +372,7 @@ impl Sandbox {
         memory_mb: u64,
         preload: bool,
     ) -> Result<Fresh, SandboxError> {
+        let isolation = self.isolation().await?;
         let execution_id = uuid::Uuid::new_v4().simple().to_string();
         let socket_dir = SocketDir::create(&self.settings.socket_base, &execution_id)?;
         let spec = container_spec(&SpecInput {
@@ -343,6 +384,10 @@ impl Sandbox {
             limits: &self.settings.limits,
             proxy_dir: Some(socket_dir.path()),
             preload,
+            isolation,
+            grant_mounts: &[],
+            egress_port: None,
+            entrypoint: None,
         });
         let docker = self.engine.docker().await?.clone();
         let removals = self.removals.clone();
@@ -431,7 +476,9 @@ impl Sandbox {
             engine_reachable: false,
             engine_version: None,
             engine_error: None,
-            runtime: "runc".to_owned(),
+            runtime: String::new(),
+            apparmor: None,
+            apparmor_note: None,
             images: Vec::new(),
             running_executions: self.settings.max_concurrent - self.permits.available_permits(),
             max_concurrent: self.settings.max_concurrent,
@@ -455,6 +502,14 @@ impl Sandbox {
                 }
             },
             Err(e) => health.engine_error = Some(e.to_string()),
+        }
+        match self.isolation().await {
+            Ok(iso) => {
+                health.runtime = iso.runtime.clone();
+                health.apparmor = iso.apparmor_profile.clone();
+                health.apparmor_note = iso.apparmor_note.clone();
+            }
+            Err(e) => health.runtime = format!("unavailable: {e}"),
         }
         for language in [Language::Python, Language::TypeScript] {
             let image = self.image_for(language).to_owned();

@@ -11,6 +11,7 @@ use bollard::models::{
 };
 
 use crate::config::Limits;
+use crate::sandbox::isolation::Isolation;
 
 /// Label every container of ours carries; the orphan reaper looks for it.
 pub const MANAGED_LABEL: &str = "code-executor.managed";
@@ -50,6 +51,14 @@ pub struct SpecInput<'a> {
     pub proxy_dir: Option<&'a Path>,
     /// Prepared ahead for the warm pool: the runner loads common modules while it waits.
     pub preload: bool,
+    /// Container runtime and AppArmor profile (decided once per server).
+    pub isolation: &'a Isolation,
+    /// Bind mounts of the host paths this execution was granted (already approved).
+    pub grant_mounts: &'a [Mount],
+    /// Loopback port of the egress relay inside the container, when egress is granted.
+    pub egress_port: Option<u16>,
+    /// Replaces the image's entrypoint (Deno's permission flags for grants and egress).
+    pub entrypoint: Option<Vec<String>>,
 }
 
 /// Argument telling the runner it was prepared ahead (see `runner.py`).
@@ -76,10 +85,8 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
         privileged: Some(false),
         // Our own seccomp profile (seccomp/sandbox.json), narrower than Docker's default;
         // never unconfined.
-        security_opt: Some(vec![
-            "no-new-privileges:true".to_owned(),
-            super::seccomp::security_opt(),
-        ]),
+        security_opt: Some(security_opts(input.isolation)),
+        runtime: Some(input.isolation.runtime.clone()),
         network_mode: Some("none".to_owned()),
         pids_limit: Some(l.pids),
         memory: Some(memory_bytes),
@@ -101,7 +108,15 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
             config: None,
         }),
         ipc_mode: Some("private".to_owned()),
-        mounts: input.proxy_dir.map(|dir| vec![proxy_mount(dir)]),
+        mounts: Some(
+            input
+                .proxy_dir
+                .map(proxy_mount)
+                .into_iter()
+                .chain(input.grant_mounts.iter().cloned())
+                .collect::<Vec<_>>(),
+        )
+        .filter(|mounts| !mounts.is_empty()),
         auto_remove: Some(false),
         init: Some(false),
         ..Default::default()
@@ -110,7 +125,8 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(input.image.to_owned()),
         user: Some(SANDBOX_USER.to_owned()),
-        env: Some(SANDBOX_ENV.iter().map(|s| (*s).to_owned()).collect()),
+        env: Some(sandbox_env(input.egress_port)),
+        entrypoint: input.entrypoint.clone(),
         working_dir: Some("/workspace".to_owned()),
         labels: Some(HashMap::from([
             (MANAGED_LABEL.to_owned(), "true".to_owned()),
@@ -129,6 +145,40 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
         host_config: Some(host_config),
         ..Default::default()
     }
+}
+
+/// `no-new-privileges`, our seccomp profile (never unconfined), and our AppArmor profile
+/// when the host has it loaded.
+fn security_opts(isolation: &Isolation) -> Vec<String> {
+    let mut opts = vec![
+        "no-new-privileges:true".to_owned(),
+        super::seccomp::security_opt(),
+    ];
+    if let Some(profile) = &isolation.apparmor_profile {
+        opts.push(format!("apparmor={profile}"));
+    }
+    opts
+}
+
+/// Loopback address of the egress relay inside the container.
+pub fn egress_proxy_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The container's whole environment: [`SANDBOX_ENV`], plus the proxy variables that send
+/// HTTP(S) clients through the egress relay when egress is granted.
+fn sandbox_env(egress_port: Option<u16>) -> Vec<String> {
+    let mut env: Vec<String> = SANDBOX_ENV.iter().map(|s| (*s).to_owned()).collect();
+    if let Some(port) = egress_port {
+        let url = egress_proxy_url(port);
+        env.push(format!("CODE_EXECUTOR_EGRESS_PORT={port}"));
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+            env.push(format!("{name}={url}"));
+        }
+        env.push("NO_PROXY=".to_owned());
+        env.push("no_proxy=".to_owned());
+    }
+    env
 }
 
 /// The read-only bind mount of the proxy socket directory (private propagation).
@@ -168,7 +218,97 @@ mod tests {
             limits,
             proxy_dir: None,
             preload: false,
+            isolation: &runc(),
+            grant_mounts: &[],
+            egress_port: None,
+            entrypoint: None,
         })
+    }
+
+    fn runc() -> Isolation {
+        Isolation {
+            runtime: "runc".to_owned(),
+            apparmor_profile: None,
+            apparmor_note: None,
+        }
+    }
+
+    #[test]
+    fn the_runtime_and_apparmor_profile_come_from_the_isolation() {
+        let limits = Limits::default();
+        let gvisor = Isolation {
+            runtime: "runsc".to_owned(),
+            apparmor_profile: Some("code-executor-sandbox".to_owned()),
+            apparmor_note: None,
+        };
+        let s = container_spec(&SpecInput {
+            image: "i",
+            language: "python",
+            execution_id: "e",
+            owner: "o",
+            memory_mb: 64,
+            limits: &limits,
+            proxy_dir: None,
+            preload: false,
+            isolation: &gvisor,
+            grant_mounts: &[],
+            egress_port: None,
+            entrypoint: None,
+        });
+        assert_eq!(host(&s).runtime.as_deref(), Some("runsc"));
+        let opts = host(&s).security_opt.clone().unwrap();
+        assert!(opts.contains(&"apparmor=code-executor-sandbox".to_owned()));
+        assert!(opts.contains(&"no-new-privileges:true".to_owned()));
+        let plain = spec();
+        assert_eq!(host(&plain).runtime.as_deref(), Some("runc"));
+        let opts = host(&plain).security_opt.clone().unwrap();
+        assert!(!opts.iter().any(|o| o.starts_with("apparmor")), "{opts:?}");
+    }
+
+    #[test]
+    fn egress_sets_proxy_variables_and_grants_add_their_mounts() {
+        let limits = Limits::default();
+        let grant = Mount {
+            target: Some("/srv/proj".to_owned()),
+            source: Some("/srv/proj".to_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        };
+        let s = container_spec(&SpecInput {
+            image: "i",
+            language: "typescript",
+            execution_id: "e",
+            owner: "o",
+            memory_mb: 64,
+            limits: &limits,
+            proxy_dir: Some(Path::new("/run/code-executor/x")),
+            preload: false,
+            isolation: &runc(),
+            grant_mounts: std::slice::from_ref(&grant),
+            egress_port: Some(18080),
+            entrypoint: Some(vec!["/usr/local/bin/deno".to_owned()]),
+        });
+        let env = s.env.clone().unwrap();
+        for var in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+            assert!(
+                env.contains(&format!("{var}=http://127.0.0.1:18080")),
+                "{env:?}"
+            );
+        }
+        assert!(env.contains(&"CODE_EXECUTOR_EGRESS_PORT=18080".to_owned()));
+        let mounts = host(&s).mounts.clone().unwrap();
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts[1], grant);
+        assert_eq!(
+            s.entrypoint.as_deref(),
+            Some(&["/usr/local/bin/deno".to_owned()][..])
+        );
+        assert_eq!(
+            host(&s).network_mode.as_deref(),
+            Some("none"),
+            "egress never adds a network"
+        );
     }
 
     fn spec() -> ContainerCreateBody {
@@ -340,6 +480,10 @@ mod tests {
             limits: &limits,
             proxy_dir: Some(dir),
             preload: true,
+            isolation: &runc(),
+            grant_mounts: &[],
+            egress_port: None,
+            entrypoint: None,
         });
         let mounts = host(&s).mounts.clone().unwrap();
         assert_eq!(mounts.len(), 1);

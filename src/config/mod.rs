@@ -5,6 +5,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod security;
+pub use security::{
+    split_paths, AppArmorMode, AuditSettings, EgressSettings, GrantSettings, RateLimits,
+    SandboxSettings,
+};
+
 /// The project version, used to tag images.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -98,6 +104,16 @@ pub struct Settings {
     pub pool_size: usize,
     /// Warm containers older than this are replaced.
     pub pool_max_age_secs: u64,
+    /// Container runtime and AppArmor.
+    pub sandbox: SandboxSettings,
+    /// Roots under which host paths may be granted.
+    pub grants: GrantSettings,
+    /// Network egress policy.
+    pub egress: EgressSettings,
+    /// Per-client rate limits.
+    pub rate_limits: RateLimits,
+    /// The audit log.
+    pub audit: AuditSettings,
 }
 
 /// Settings of `serve --http`.
@@ -136,6 +152,11 @@ pub struct ToolPolicy {
     pub max_calls_per_execution: u64,
     /// Sustained tool calls per second per execution (the burst is the same number).
     pub calls_per_second: u32,
+    /// Refuse tool calls whose string arguments point at loopback, private, link-local or
+    /// metadata addresses (SSRF through tools that fetch URLs).
+    pub ssrf_guard: bool,
+    /// Downstream server names the SSRF guard does not apply to.
+    pub ssrf_guard_exempt: Vec<String>,
 }
 
 impl Default for ToolPolicy {
@@ -143,7 +164,9 @@ impl Default for ToolPolicy {
         Self {
             allowed: None,
             max_calls_per_execution: 1000,
-            calls_per_second: 200,
+            calls_per_second: 50,
+            ssrf_guard: true,
+            ssrf_guard_exempt: Vec::new(),
         }
     }
 }
@@ -162,6 +185,11 @@ impl Default for Settings {
             shutdown_grace_secs: 30,
             pool_size: 2,
             pool_max_age_secs: 300,
+            sandbox: SandboxSettings::default(),
+            grants: GrantSettings::default(),
+            egress: EgressSettings::default(),
+            rate_limits: RateLimits::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -280,6 +308,66 @@ impl Settings {
         if let Some(v) = lookup("CODE_EXECUTOR_DENO_IMAGE") {
             self.deno_image = v;
         }
+        self.apply_security_env(&lookup)
+    }
+
+    fn apply_security_env(
+        &mut self,
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = lookup("CODE_EXECUTOR_RUNTIME") {
+            self.sandbox.runtime = v.trim().to_owned();
+        }
+        env_num(lookup, "CODE_EXECUTOR_APPARMOR", &mut self.sandbox.apparmor)?;
+        // `ALLOWED_PROJECTS` is the name the original code-executor-mcp used.
+        for name in ["ALLOWED_PROJECTS", "CODE_EXECUTOR_ALLOWED_PROJECTS"] {
+            if let Some(v) = lookup(name) {
+                self.grants.allowed_roots = split_paths(&v);
+            }
+        }
+        if let Some(v) = lookup("CODE_EXECUTOR_EGRESS_ALLOWED_HOSTS") {
+            self.egress.allowed_hosts = split_list(&v);
+        }
+        if let Some(v) = lookup("CODE_EXECUTOR_EGRESS_ALLOW_CIDRS") {
+            self.egress.allow_cidrs = split_list(&v);
+        }
+        env_num(
+            lookup,
+            "CODE_EXECUTOR_EGRESS_MAX_BYTES",
+            &mut self.egress.max_bytes,
+        )?;
+        env_num(
+            lookup,
+            "CODE_EXECUTOR_TOOL_CALLS_PER_SECOND",
+            &mut self.tools.calls_per_second,
+        )?;
+        env_num(
+            lookup,
+            "CODE_EXECUTOR_SSRF_GUARD",
+            &mut self.tools.ssrf_guard,
+        )?;
+        if let Some(v) = lookup("CODE_EXECUTOR_SSRF_GUARD_EXEMPT") {
+            self.tools.ssrf_guard_exempt = split_list(&v);
+        }
+        env_num(
+            lookup,
+            "CODE_EXECUTOR_EXECUTIONS_PER_MINUTE",
+            &mut self.rate_limits.executions_per_minute,
+        )?;
+        env_num(
+            lookup,
+            "CODE_EXECUTOR_EXECUTION_BURST",
+            &mut self.rate_limits.execution_burst,
+        )?;
+        env_num(lookup, "CODE_EXECUTOR_AUDIT", &mut self.audit.enabled)?;
+        if let Some(v) = lookup("CODE_EXECUTOR_AUDIT_DIR") {
+            self.audit.dir = Some(PathBuf::from(v));
+        }
+        env_num(
+            lookup,
+            "CODE_EXECUTOR_AUDIT_PLAINTEXT",
+            &mut self.audit.include_plaintext,
+        )?;
         Ok(())
     }
 
@@ -358,6 +446,43 @@ impl Settings {
         }
         if self.max_concurrent == 0 {
             return Err(range("max_concurrent", "0".into(), "must be >= 1"));
+        }
+        let runtime = &self.sandbox.runtime;
+        let runtime_ok = !runtime.is_empty()
+            && runtime.len() <= 64
+            && runtime
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !runtime_ok {
+            return Err(range(
+                "sandbox.runtime",
+                format!("{runtime:?}"),
+                "must be auto, runc, runsc or the name of a runtime registered with the engine",
+            ));
+        }
+        if self.tools.calls_per_second == 0 {
+            return Err(range("tools.calls_per_second", "0".into(), "must be >= 1"));
+        }
+        let r = &self.rate_limits;
+        if r.executions_per_minute == 0 || r.execution_burst == 0 {
+            return Err(range(
+                "rate_limits",
+                format!(
+                    "{}/min, burst {}",
+                    r.executions_per_minute, r.execution_burst
+                ),
+                "executions_per_minute and execution_burst must be >= 1",
+            ));
+        }
+        if self.audit.max_file_bytes < 4096 || self.audit.max_files == 0 {
+            return Err(range(
+                "audit",
+                format!(
+                    "max_file_bytes {}, max_files {}",
+                    self.audit.max_file_bytes, self.audit.max_files
+                ),
+                "max_file_bytes must be >= 4096 and max_files >= 1",
+            ));
         }
         Ok(())
     }
@@ -479,6 +604,51 @@ mod tests {
         let err = Settings::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("memroy_mb"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn security_settings_come_from_env_and_are_checked() {
+        let mut s = Settings::default();
+        s.apply_env(env(&[
+            ("CODE_EXECUTOR_RUNTIME", "runsc"),
+            ("CODE_EXECUTOR_APPARMOR", "required"),
+            ("ALLOWED_PROJECTS", "/srv/a:/srv/b"),
+            (
+                "CODE_EXECUTOR_EGRESS_ALLOWED_HOSTS",
+                "api.example.com, *.pypi.org:443",
+            ),
+            ("CODE_EXECUTOR_SSRF_GUARD", "false"),
+            ("CODE_EXECUTOR_AUDIT_DIR", "/var/log/ce"),
+        ]))
+        .unwrap();
+        assert_eq!(s.sandbox.runtime, "runsc");
+        assert_eq!(s.sandbox.apparmor, AppArmorMode::Required);
+        assert_eq!(s.grants.allowed_roots.len(), 2);
+        assert_eq!(
+            s.egress.allowed_hosts,
+            ["api.example.com", "*.pypi.org:443"]
+        );
+        assert!(!s.tools.ssrf_guard);
+        assert_eq!(s.audit.dir.as_deref(), Some(Path::new("/var/log/ce")));
+        assert!(s.validate().is_ok());
+        let err = s
+            .apply_env(env(&[("CODE_EXECUTOR_APPARMOR", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CODE_EXECUTOR_APPARMOR"), "{err}");
+        for bad in ["", "run c", "../runc", "runc;rm"] {
+            let mut s = Settings::default();
+            s.sandbox.runtime = bad.to_owned();
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("sandbox.runtime"), "{bad:?}: {err}");
+        }
+        let mut s = Settings::default();
+        s.rate_limits.executions_per_minute = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("rate_limits"));
     }
 
     #[test]
