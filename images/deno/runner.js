@@ -17,14 +17,19 @@
 // --no-config/--no-lock: ignore any deno.json/deno.lock in the working directory.
 // --no-code-cache: the V8 code cache is useless in a fresh container (~2 ms CPU saved).
 // The runner also works with plain `deno run --no-prompt <runner>`.
+// Executions with network egress or path grants get more --allow-* values (the egress
+// socket, 127.0.0.1:<port>, the granted hosts and paths, --allow-env=
+// CODE_EXECUTOR_EGRESS_PORT): docs/runner-protocol.md "Deno command line" is the contract.
 //
 // Environment: DENO_DIR=/tmp/deno (a tmpfs; Deno writes its caches there),
 // DENO_NO_UPDATE_CHECK=1, NO_COLOR=1. CODE_EXECUTOR_PROXY_SOCKET overrides the tool
 // proxy's socket path (default /run/mcp/proxy.sock), read only when the runner is granted
 // --allow-env=CODE_EXECUTOR_PROXY_SOCKET (the tests do; the sandbox does not, so the
-// default applies there). The runner is plain JavaScript so that no
-// transpile is paid for it on each start (DENO_DIR is empty in every fresh container);
-// only the user's TypeScript is transpiled.
+// default applies there). CODE_EXECUTOR_EGRESS_PORT (read only when granted
+// --allow-env=CODE_EXECUTOR_EGRESS_PORT) turns on the egress relay to /run/mcp/egress.sock
+// (CODE_EXECUTOR_EGRESS_SOCKET, tests only); see "egress relay" below. The runner is
+// plain JavaScript so that no transpile is paid for it on each start (DENO_DIR is empty
+// in every fresh container); only the user's TypeScript is transpiled.
 //
 // Contract: docs/runner-protocol.md.
 //   stdin:  <decimal length>\n<JSON request of exactly that length><user's stdin bytes...>EOF
@@ -69,7 +74,7 @@ const MAX_HEADER_DIGITS = 20;
 const MAX_TYPE = 200;
 const MAX_MESSAGE = 4000;
 const MAX_TRACEBACK = 16000;
-const EXIT_RUNNER_ERROR = 2; // request refused (protocol / integrity error): user code never ran
+const EXIT_RUNNER_ERROR = 2; // request refused (protocol / integrity / egress error): user code never ran
 
 class RequestError extends Error {
   constructor(kind, message, nonce = "") {
@@ -743,6 +748,164 @@ function injectSandboxApi(token) {
   }
 }
 
+// ------------------------------------------------------------------------- egress relay
+//
+// Network egress (docs/runner-protocol.md "Network egress"). The container has no network
+// interface but loopback, also when the execution is granted egress. Then the server sets
+// CODE_EXECUTOR_EGRESS_PORT (and HTTP_PROXY/HTTPS_PROXY=http://127.0.0.1:<port>, which
+// Deno's fetch honours by itself) and mounts its egress proxy's Unix socket at
+// /run/mcp/egress.sock. Before the user's code is imported, the runner listens on
+// 127.0.0.1:<port> and relays every accepted connection, byte for byte in both
+// directions, to a new connection to that socket: no parsing, the host proxy enforces all
+// policy. Permissions (granted by the server's command line, see the protocol doc):
+//   --allow-env=CODE_EXECUTOR_EGRESS_PORT (without it the runner cannot see the variable:
+//   egress stays off), --allow-net=127.0.0.1:<port>,unix:<socket> and
+//   --allow-read=<socket> --allow-write=<socket>.
+// Everything the relay holds is unref'd: it never keeps the event loop alive, so the
+// process still ends when the user's code is done. It runs on the JS thread: code that
+// blocks that thread synchronously stalls its own connections too (fetch is async).
+
+const EGRESS_PORT_ENV = "CODE_EXECUTOR_EGRESS_PORT";
+const EGRESS_SOCKET_ENV = "CODE_EXECUTOR_EGRESS_SOCKET";
+const DEFAULT_EGRESS_SOCKET = "/run/mcp/egress.sock";
+const EGRESS_ERROR = "EgressRelayError";
+const RELAY_CHUNK = 256 * 1024;
+const RELAY_CONNECT_WAIT_MS = 10_000;
+const denoListen = Deno.listen.bind(Deno);
+const monotonicNow = performance.now.bind(performance);
+const denoStatSync = Deno.statSync.bind(Deno);
+const denoUnrefTimer = Deno.unrefTimer.bind(Deno);
+const setTimer = setTimeout;
+
+/** The variable's value when the runner may read it (--allow-env=<name>), else undefined. */
+function grantedEnv(name) {
+  try {
+    if (queryPermission({ name: "env", variable: name }).state === "granted") return envGet(name);
+  } catch { /* not granted */ }
+  return undefined;
+}
+
+function closeQuietly(conn) {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}
+
+/** Copy from -> to until EOF, then pass the EOF on (half-close). On error: close both. */
+async function relayPump(from, to, closeBoth) {
+  const buf = new Uint8Array(RELAY_CHUNK);
+  try {
+    for (;;) {
+      const n = await from.read(buf);
+      if (n === null) break;
+      for (let off = 0; off < n;) off += await to.write(buf.subarray(off, n));
+    }
+    await to.closeWrite();
+  } catch {
+    closeBoth();
+  }
+}
+
+/** A promise resolved after `ms`, whose timer does not keep the event loop alive. */
+function unrefSleep(ms) {
+  return new Promise((resolve) => denoUnrefTimer(setTimer(resolve, ms)));
+}
+
+/** A new connection to the egress socket. A full accept backlog makes Deno's (non-blocking)
+ * Unix connect fail at once with WouldBlock, where a blocking connect would wait: retry
+ * for a while then, with a growing pause. */
+async function connectEgress(path) {
+  const deadline = monotonicNow() + RELAY_CONNECT_WAIT_MS;
+  for (let pause = 2; ; pause = Math.min(pause * 2, 100)) {
+    try {
+      return await denoConnect({ transport: "unix", path });
+    } catch (e) {
+      if (e?.name !== "WouldBlock" || monotonicNow() >= deadline) throw e;
+    }
+    await unrefSleep(pause);
+  }
+}
+
+async function relayConnection(client, path) {
+  client.unref();
+  let upstream;
+  try {
+    upstream = await connectEgress(path);
+  } catch {
+    closeQuietly(client); // the host proxy is gone: the client sees its connection closed
+    return;
+  }
+  upstream.unref();
+  try {
+    client.setNoDelay(true);
+  } catch { /* not fatal */ }
+  const closeBoth = () => {
+    closeQuietly(client);
+    closeQuietly(upstream);
+  };
+  await Promise.all([relayPump(client, upstream, closeBoth), relayPump(upstream, client, closeBoth)]);
+  closeBoth();
+}
+
+async function relayAcceptLoop(listener, path) {
+  for (;;) {
+    let conn;
+    try {
+      conn = await listener.accept();
+    } catch (e) {
+      if (e?.name === "BadResource" || e?.name === "Interrupted") return; // listener closed
+      await unrefSleep(50); // EMFILE and the like: let the backlog wait a little
+      continue;
+    }
+    relayConnection(conn, path).catch(() => {});
+  }
+}
+
+/** Start the relay when CODE_EXECUTOR_EGRESS_PORT is set; returns null or why it cannot run. */
+function startEgressRelay() {
+  const portText = grantedEnv(EGRESS_PORT_ENV);
+  if (!portText) return null;
+  const what = "egress relay unavailable";
+  const port = Number(portText);
+  if (!/^[0-9]{1,5}$/.test(portText) || port < 1 || port > 65535) {
+    return `${what}: ${EGRESS_PORT_ENV}=${stringify(portText)} is not a TCP port number (1-65535)`;
+  }
+  const path = grantedEnv(EGRESS_SOCKET_ENV) || DEFAULT_EGRESS_SOCKET;
+  const socketPerms = `--allow-read=${path} --allow-write=${path} --allow-net=unix:${path}`;
+  const missing = [
+    { name: "read", path },
+    { name: "write", path },
+    { name: "net", host: `unix:${path}` },
+    { name: "net", host: `127.0.0.1:${port}` },
+  ].filter((d) => {
+    try {
+      return queryPermission(d).state !== "granted";
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length > 0) {
+    return `${what}: deno lacks permissions: it needs ${socketPerms} --allow-net=127.0.0.1:${port}`;
+  }
+  let info;
+  try {
+    info = denoStatSync(path);
+  } catch (e) {
+    if (e?.name === "NotFound") return `${what}: the egress proxy socket ${path} does not exist (is it mounted?)`;
+    return `${what}: cannot stat the egress proxy socket ${path}: ${e?.name}: ${e?.message}`;
+  }
+  if (info.isSocket === false) return `${what}: ${path} is not a Unix socket`;
+  let listener;
+  try {
+    listener = denoListen({ hostname: "127.0.0.1", port, transport: "tcp" });
+  } catch (e) {
+    return `${what}: cannot listen on 127.0.0.1:${port}: ${e?.name}: ${e?.message}`;
+  }
+  listener.unref();
+  relayAcceptLoop(listener, path).catch(() => {});
+  return null;
+}
+
 // ------------------------------------------------------------------------- user code
 
 async function main() {
@@ -760,6 +923,16 @@ async function main() {
     return;
   }
   state.nonce = request.nonce;
+  // Network egress: listening before the user's code is imported (no race with its first
+  // connection). The caller asked for network: without the relay the code would only
+  // meet confusing connection errors, so the execution fails here instead.
+  const why = startEgressRelay();
+  if (why !== null) {
+    request = null;
+    printStderr(`code-executor runner: ${EGRESS_ERROR}: ${why}\n`);
+    finishAndExit(EXIT_RUNNER_ERROR, { type: EGRESS_ERROR, message: why, traceback: "" });
+    return;
+  }
   const url = CODE_URL_PREFIX + toBase64(request.codeBytes);
   injectSandboxApi(request.token);
   request = null;

@@ -20,7 +20,10 @@ are imported; `asyncio` only when the code uses top-level `await`,
 (`call_mcp_tool` & co., see "tool API" below) costs nothing until the code's first call.
 
 Environment: CODE_EXECUTOR_PROXY_SOCKET overrides the tool proxy's socket path
-(default /run/mcp/proxy.sock; the tests point it at a fake proxy).
+(default /run/mcp/proxy.sock; the tests point it at a fake proxy). CODE_EXECUTOR_EGRESS_PORT
+(set only for executions granted network egress) makes the runner relay 127.0.0.1:<port>
+to the egress proxy's socket, /run/mcp/egress.sock or CODE_EXECUTOR_EGRESS_SOCKET (see
+"egress relay" below); socket, selectors and threading are imported only then.
 
 Note: the user's code runs in this same interpreter; a determined program can inspect the
 runner's frames (nonce, token). The result the runner reports is therefore a claim made
@@ -53,7 +56,7 @@ _READ_CHUNK = 1 << 20
 _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE (not imported: start-up time)
 _PyCF_ALLOW_TOP_LEVEL_AWAIT = 0x2000  # ast.PyCF_ALLOW_TOP_LEVEL_AWAIT (ditto)
 _CODE_FILENAME = "<code>"
-_EXIT_RUNNER_ERROR = 2  # request refused (protocol / integrity error): user code never ran
+_EXIT_RUNNER_ERROR = 2  # request refused (protocol / integrity / egress error): user code never ran
 # The server accepts a result line of at most 256 KiB. With ensure_ascii a code point
 # costs up to 12 bytes, so these caps (in code points) keep any line well under it.
 _MAX_TYPE = 200
@@ -759,14 +762,19 @@ class _ToolApi:
 _TOOL_API_SOURCE_LINE = sys._getframe().f_lineno - 1 - _TOOL_API_SOURCE.count("\n")  # its first line
 
 
+def _compile_here(source, first_line):
+    """Compile a source string of this file into this module's globals. Same file name
+    and line numbers as the text itself: tracebacks point into this file, and frames of
+    this file are hidden from the user's tracebacks."""
+    source = "\n" * (first_line - 1) + source
+    exec(compile(source, _format_user_traceback.__code__.co_filename, "exec", dont_inherit=True), globals())
+
+
 def _tool_api_class():
     """Compile _TOOL_API_SOURCE into this module (once) and return its _ToolApi."""
     g = globals()
     if "_ToolApi" not in g:
-        # Same file name and line numbers as the text above: tracebacks point into this
-        # file, and frames of this file are hidden from the user's tracebacks.
-        source = "\n" * (_TOOL_API_SOURCE_LINE - 1) + _TOOL_API_SOURCE
-        exec(compile(source, _format_user_traceback.__code__.co_filename, "exec", dont_inherit=True), g)
+        _compile_here(_TOOL_API_SOURCE, _TOOL_API_SOURCE_LINE)
     return g["_ToolApi"]
 
 
@@ -818,6 +826,237 @@ def _inject_sandbox_api(user_globals, token):
         user_globals[f.__name__] = f
     for cls in _TOOL_API_ERRORS:
         user_globals[cls.__name__] = cls
+
+
+# --------------------------------------------------------------------------- egress relay
+#
+# Network egress (docs/runner-protocol.md "Network egress"). The container has no network
+# interface but loopback, also when the execution is granted egress. Then the server sets
+# CODE_EXECUTOR_EGRESS_PORT (and HTTP_PROXY/HTTPS_PROXY=http://127.0.0.1:<port>) and
+# mounts its egress proxy's Unix socket at /run/mcp/egress.sock (tests:
+# CODE_EXECUTOR_EGRESS_SOCKET). Before the user's code runs, the runner listens on
+# 127.0.0.1:<port> and relays every accepted connection, byte for byte in both directions,
+# to a new connection to that socket: no parsing, the host proxy enforces all policy.
+#
+# One daemon thread runs a selectors loop for the listener and all connections (threads
+# count against the container's pids limit), so the relay serves code that runs plain,
+# with threads, with asyncio or in subprocesses alike. Start-up cost: none when egress is
+# off (one environment look-up); the implementation is a source string compiled, and
+# socket/selectors/threading imported, only when egress is on.
+
+_EGRESS_PORT_ENV = "CODE_EXECUTOR_EGRESS_PORT"
+_EGRESS_SOCKET_ENV = "CODE_EXECUTOR_EGRESS_SOCKET"
+_DEFAULT_EGRESS_SOCKET = "/run/mcp/egress.sock"
+_EGRESS_ERROR = "EgressRelayError"
+
+_EGRESS_RELAY_SOURCE = r"""
+from time import sleep as _relay_sleep
+
+_RELAY_CHUNK = 256 * 1024
+_RELAY_BACKLOG = 128
+_EV_READ = 1  # selectors.EVENT_READ
+_EV_WRITE = 2  # selectors.EVENT_WRITE
+
+
+def _egress_relay_start(port_text, path):
+    # Bind the listener now (before the user's code), serve it from a daemon thread.
+    # Returns None, or why the relay cannot run.
+    import selectors
+    import socket
+    import stat
+    import threading
+
+    what = "egress relay unavailable"
+    if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
+        return f"{what}: {_EGRESS_PORT_ENV}={_json_str(port_text)} is not a TCP port number (1-65535)"
+    port = int(port_text)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"{what}: the egress proxy socket {path} does not exist (is it mounted?)"
+    except OSError as e:
+        return f"{what}: cannot stat the egress proxy socket {path}: {e.strerror or e}"
+    if not stat.S_ISSOCK(mode):
+        return f"{what}: {path} is not a Unix socket"
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(_RELAY_BACKLOG)
+        listener.setblocking(False)
+    except OSError as e:
+        listener.close()
+        return f"{what}: cannot listen on 127.0.0.1:{port}: {e.strerror or e}"
+    relay = _EgressRelay(listener, path, socket, selectors.DefaultSelector())
+    threading.Thread(target=relay.run, name="code-executor-egress-relay", daemon=True).start()
+    return None
+
+
+class _EgressRelay:
+    # The relay's loop (its own thread). Never raises, never prints: stderr is the user's.
+
+    def __init__(self, listener, path, socket, selector):
+        self._listener = listener
+        self._path = path
+        # Captured now: the user's code may monkeypatch the socket module (SOCKS shims...).
+        self._socket_cls = socket.socket
+        self._unix = (socket.AF_UNIX, socket.SOCK_STREAM)
+        self._nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._shut_wr = socket.SHUT_WR
+        self._sel = selector
+        selector.register(listener, _EV_READ, None)
+
+    def run(self):
+        while True:
+            try:
+                events = self._sel.select()
+            except Exception:  # pragma: no cover - never expected
+                _relay_sleep(0.05)
+                continue
+            for key, mask in events:
+                try:
+                    if key.data is None:
+                        self._accept_all()
+                    else:
+                        link, side = key.data
+                        if not link.closed:
+                            link.on_event(side, mask)
+                except Exception:
+                    if key.data is not None:
+                        key.data[0].close()
+
+    def _accept_all(self):
+        for _ in range(_RELAY_BACKLOG):
+            try:
+                fd, _addr = self._listener._accept()  # socket.accept() would use socket.socket
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # EMFILE, ENOBUFS...: let the backlog wait a little
+                _relay_sleep(0.05)
+                return
+            client = self._socket_cls(fileno=fd)
+            upstream = None
+            try:
+                upstream = self._socket_cls(*self._unix)
+                upstream.connect(self._path)  # blocking: a local socket, accepted at once
+                client.setsockopt(*self._nodelay)
+                client.setblocking(False)
+                upstream.setblocking(False)
+            except OSError:
+                # The host proxy is gone: the client sees its connection closed.
+                client.close()
+                if upstream is not None:
+                    upstream.close()
+                continue
+            _RelayLink(self._sel, client, upstream, self._shut_wr)
+
+
+class _RelayLink:
+    # One relayed connection: socks[0] the client (TCP), socks[1] the egress proxy (Unix).
+    # pending[i]: bytes read from socks[i] not yet written to the other. A side is read
+    # only while nothing of it is pending (backpressure: at most one chunk per direction).
+    # EOF read on one side is passed on as shutdown(SHUT_WR) on the other once its data
+    # is written (half-close); both sockets close when both directions are done, or at
+    # the first error on either (reset, broken pipe).
+
+    def __init__(self, sel, client, upstream, shut_wr):
+        self.sel = sel
+        self.socks = (client, upstream)
+        self.shut_wr = shut_wr
+        self.pending = [b"", b""]
+        self.eof = [False, False]
+        self.done = [False, False]
+        self.mask = [0, 0]
+        self.closed = False
+        self._update()
+
+    def on_event(self, side, mask):
+        try:
+            if mask & _EV_WRITE:
+                self._flush(1 - side)
+            if mask & _EV_READ:
+                self._read(side)
+            self._update()
+        except OSError:
+            self.close()
+
+    def _read(self, i):
+        try:
+            data = self.socks[i].recv(_RELAY_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        if data:
+            self.pending[i] = memoryview(data)
+            self._flush(i)
+        else:
+            self.eof[i] = True
+
+    def _flush(self, i):
+        data = self.pending[i]
+        if data:
+            try:
+                n = self.socks[1 - i].send(data)
+            except (BlockingIOError, InterruptedError):
+                return
+            self.pending[i] = data[n:]
+
+    def _update(self):
+        for i in (0, 1):
+            if self.eof[i] and not self.pending[i] and not self.done[i]:
+                self.done[i] = True
+                self.socks[1 - i].shutdown(self.shut_wr)
+        if self.done[0] and self.done[1]:
+            self.close()
+            return
+        for i in (0, 1):
+            want = 0
+            if not self.eof[i] and not self.pending[i]:
+                want |= _EV_READ
+            if self.pending[1 - i]:
+                want |= _EV_WRITE
+            have = self.mask[i]
+            if want != have:
+                if not have:
+                    self.sel.register(self.socks[i], want, (self, i))
+                elif not want:
+                    self.sel.unregister(self.socks[i])
+                else:
+                    self.sel.modify(self.socks[i], want, (self, i))
+                self.mask[i] = want
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for i in (0, 1):
+            if self.mask[i]:
+                try:
+                    self.sel.unregister(self.socks[i])
+                except Exception:
+                    pass
+                self.mask[i] = 0
+            try:
+                self.socks[i].close()
+            except OSError:
+                pass
+"""
+_EGRESS_RELAY_SOURCE_LINE = sys._getframe().f_lineno - 1 - _EGRESS_RELAY_SOURCE.count("\n")
+
+
+def _start_egress_relay():
+    """Start the egress relay when CODE_EXECUTOR_EGRESS_PORT is set (non-empty).
+    Returns None (egress off, or the relay is listening), or why it cannot run."""
+    port = os.environ.get(_EGRESS_PORT_ENV)
+    if not port:
+        return None
+    path = os.environ.get(_EGRESS_SOCKET_ENV) or _DEFAULT_EGRESS_SOCKET
+    g = globals()
+    if "_egress_relay_start" not in g:
+        _compile_here(_EGRESS_RELAY_SOURCE, _EGRESS_RELAY_SOURCE_LINE)
+    try:
+        return g["_egress_relay_start"](port, path)
+    except Exception as e:  # pragma: no cover - a thread that cannot start (pids limit)...
+        return f"egress relay unavailable: {type(e).__name__}: {_safe_str(e)}"
 
 
 # --------------------------------------------------------------------------- user code
@@ -932,6 +1171,15 @@ def main():
     except BaseException:
         pass
     sys.argv = [_CODE_FILENAME]
+
+    # Network egress: listening before the user's code runs (no race with its first
+    # connection). The caller asked for network: without the relay the code would only
+    # meet confusing connection errors, so the execution fails here instead.
+    why = _start_egress_relay()
+    if why is not None:
+        del token
+        _print_stderr(f"code-executor runner: {_EGRESS_ERROR}: {why}\n")
+        _finish(nonce, _EXIT_RUNNER_ERROR, {"type": _EGRESS_ERROR, "message": why, "traceback": ""})
 
     _USER_GLOBALS = _make_user_globals()
     _inject_sandbox_api(_USER_GLOBALS, token)
