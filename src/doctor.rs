@@ -78,41 +78,36 @@ pub async fn check_all(sandbox: &Sandbox) -> Vec<Check> {
             ));
         }
     }
-    match sandbox.engine().docker().await {
-        Ok(docker) => match docker.info().await {
-            Ok(info) => {
-                let opts = info.security_options.unwrap_or_default();
-                if opts.iter().any(|o| o.contains("name=seccomp")) {
-                    out.push(check(
-                        "seccomp",
-                        Status::Ok,
-                        "engine applies seccomp; sandboxes use our profile (seccomp/sandbox.json)",
-                    ));
-                } else {
-                    out.push(check("seccomp", Status::Fail, "the engine reports no seccomp support: sandboxes would run without a syscall filter"));
-                }
-            }
-            Err(e) => out.push(check(
-                "seccomp",
-                Status::Fail,
-                format!("cannot read engine info: {e}"),
-            )),
+    out.extend(check_engine_features(sandbox).await);
+    out.push(match sandbox.isolation().await {
+        Ok(iso) => check(
+            "runtime",
+            Status::Ok,
+            if iso.runtime == "runc" {
+                "runc (gVisor's runsc is not registered: `make gvisor-setup` adds it; sandbox.runtime = \"auto\" then picks it)".to_owned()
+            } else {
+                format!("{} (sandbox.runtime = {:?})", iso.runtime, sandbox.settings().sandbox.runtime)
+            },
+        ),
+        Err(e) => check("runtime", Status::Fail, e.to_string()),
+    });
+    out.push(match sandbox.isolation().await {
+        Ok(iso) => match (&iso.apparmor_profile, &iso.apparmor_note) {
+            (Some(profile), _) => check("apparmor", Status::Ok, format!("profile {profile} applied to every sandbox")),
+            (None, note) => check(
+                "apparmor",
+                Status::Warn,
+                format!(
+                    "{}; sandboxes rely on seccomp, no-new-privileges, dropped capabilities and namespaces",
+                    note.as_deref().unwrap_or("not applied")
+                ),
+            ),
         },
-        Err(e) => out.push(check("seccomp", Status::Fail, e.to_string())),
-    }
-    if Path::new("/sys/module/apparmor").exists() {
-        out.push(check(
-            "apparmor",
-            Status::Warn,
-            "the kernel has AppArmor; the sandbox profile is not applied yet",
-        ));
-    } else {
-        out.push(check(
-            "apparmor",
-            Status::Warn,
-            "this kernel has no AppArmor: sandboxes rely on seccomp, capabilities and namespaces",
-        ));
-    }
+        Err(e) => check("apparmor", Status::Fail, e.to_string()),
+    });
+    out.push(check_socket_base(&sandbox.settings().socket_base));
+    out.push(check_grant_roots(&sandbox.settings().grants.allowed_roots));
+    out.push(whoami());
     if health.images.iter().all(|i| i.present) {
         for (language, code) in [
             (Language::Python, "print(6 * 7)"),
@@ -152,6 +147,164 @@ pub async fn check_all(sandbox: &Sandbox) -> Vec<Check> {
         }
     }
     out
+}
+
+/// seccomp support and the cgroup controllers the limits need, from `docker info`.
+async fn check_engine_features(sandbox: &Sandbox) -> Vec<Check> {
+    let info = match sandbox.engine().docker().await {
+        Ok(docker) => match docker.info().await {
+            Ok(info) => info,
+            Err(e) => {
+                return vec![check(
+                    "engine info",
+                    Status::Fail,
+                    format!("cannot read engine info: {e}"),
+                )]
+            }
+        },
+        Err(e) => return vec![check("engine info", Status::Fail, e.to_string())],
+    };
+    let mut out = Vec::new();
+    let opts = info.security_options.clone().unwrap_or_default();
+    let profile_ok = serde_json::from_str::<serde_json::Value>(crate::sandbox::seccomp::PROFILE)
+        .ok()
+        .and_then(|p| {
+            p.get("defaultAction")
+                .and_then(|a| a.as_str())
+                .map(str::to_owned)
+        });
+    out.push(match (opts.iter().any(|o| o.contains("name=seccomp")), profile_ok) {
+        (true, Some(action)) if action == "SCMP_ACT_ERRNO" => check(
+            "seccomp",
+            Status::Ok,
+            "engine applies seccomp; every sandbox gets seccomp/sandbox.json (default: refuse with EPERM)",
+        ),
+        (true, other) => check("seccomp", Status::Fail, format!("seccomp/sandbox.json is not a deny-by-default profile (defaultAction {other:?})")),
+        (false, _) => check("seccomp", Status::Fail, "the engine reports no seccomp support: sandboxes would run without a syscall filter"),
+    });
+    let missing: Vec<&str> = [
+        ("memory", info.memory_limit),
+        ("swap", info.swap_limit),
+        ("pids", info.pids_limit),
+        ("cpu quota", info.cpu_cfs_quota),
+    ]
+    .into_iter()
+    .filter(|(_, present)| *present != Some(true))
+    .map(|(name, _)| name)
+    .collect();
+    out.push(if missing.is_empty() {
+        check(
+            "cgroup limits",
+            Status::Ok,
+            format!(
+                "memory, swap, pids and CPU limits enforceable (cgroup {})",
+                info.cgroup_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "?".into())
+            ),
+        )
+    } else {
+        check(
+            "cgroup limits",
+            Status::Fail,
+            format!(
+                "the engine cannot enforce: {} (enable those cgroup controllers)",
+                missing.join(", ")
+            ),
+        )
+    });
+    out
+}
+
+/// The directory of per-execution socket directories: ours, and not listable by others.
+fn check_socket_base(base: &Path) -> Check {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(base) {
+        Ok(meta) => {
+            let mode = meta.mode() & 0o7777;
+            let me = current_uid();
+            if Some(meta.uid()) != me {
+                check("socket base", Status::Fail, format!("{} is owned by uid {}, not by this user ({}): another user could replace the sockets", base.display(), meta.uid(), me.map_or("?".into(), |u| u.to_string())))
+            } else if mode & 0o022 != 0 || mode & 0o004 != 0 {
+                check("socket base", Status::Fail, format!("{} has mode {mode:o}: others may list or write it; it should be 0711 (the server sets it when it creates the directory)", base.display()))
+            } else {
+                check(
+                    "socket base",
+                    Status::Ok,
+                    format!("{} owned by this user, mode {mode:o}", base.display()),
+                )
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match base.parent().map(|p| p.exists()) {
+                Some(true) => check(
+                    "socket base",
+                    Status::Ok,
+                    format!(
+                        "{} will be created (mode 0711) by the first execution",
+                        base.display()
+                    ),
+                ),
+                _ => check(
+                    "socket base",
+                    Status::Fail,
+                    format!("{}: its parent directory does not exist", base.display()),
+                ),
+            }
+        }
+        Err(e) => check(
+            "socket base",
+            Status::Fail,
+            format!("{}: {e}", base.display()),
+        ),
+    }
+}
+
+/// The roots under which host paths may be granted.
+fn check_grant_roots(roots: &[std::path::PathBuf]) -> Check {
+    if roots.is_empty() {
+        return check("grant roots", Status::Ok, "none configured: permissions.read/write are refused (set ALLOWED_PROJECTS to allow some)");
+    }
+    let missing: Vec<String> = roots
+        .iter()
+        .filter(|r| !r.is_dir())
+        .map(|r| r.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        check(
+            "grant roots",
+            Status::Ok,
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    } else {
+        check(
+            "grant roots",
+            Status::Fail,
+            format!("not directories: {}", missing.join(", ")),
+        )
+    }
+}
+
+/// Which user the server runs as (the engine's socket is root-equivalent).
+fn whoami() -> Check {
+    let uid = current_uid();
+    check(
+        "user",
+        Status::Ok,
+        format!(
+            "uid {}: can reach the engine; whoever runs this server controls the host's Docker engine, so keep it a dedicated user",
+            uid.map_or("?".into(), |u| u.to_string())
+        ),
+    )
+}
+
+fn current_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// One line per downstream MCP server.

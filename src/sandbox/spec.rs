@@ -160,6 +160,69 @@ fn security_opts(isolation: &Isolation) -> Vec<String> {
     opts
 }
 
+/// Port the egress relay listens on inside the container (its own loopback).
+pub const EGRESS_RELAY_PORT: u16 = 18080;
+/// The egress socket as the container sees it.
+pub const EGRESS_SOCKET_IN_CONTAINER: &str = "/run/mcp/egress.sock";
+const PROXY_SOCKET_IN_CONTAINER: &str = "/run/mcp/proxy.sock";
+
+/// Deno's command line for an execution with path grants or egress (see "Deno command
+/// line" in docs/runner-protocol.md). Deno's permissions are a second fence inside the
+/// container; the bind mounts and the egress proxy are the boundary. Paths were approved
+/// by `policy::mounts` (absolute, canonical, no commas: Deno splits values on commas).
+pub fn deno_command(read: &[&str], write: &[&str], egress_hosts: Option<&[String]>) -> Vec<String> {
+    let mut sockets = vec![PROXY_SOCKET_IN_CONTAINER];
+    if egress_hosts.is_some() {
+        sockets.push(EGRESS_SOCKET_IN_CONTAINER);
+    }
+    let read_list: Vec<&str> = sockets.iter().chain(read).chain(write).copied().collect();
+    let write_list: Vec<&str> = sockets.iter().chain(write).copied().collect();
+    let mut net: Vec<String> = sockets.iter().map(|s| format!("unix:{s}")).collect();
+    if let Some(hosts) = egress_hosts {
+        net.push(format!("127.0.0.1:{EGRESS_RELAY_PORT}"));
+        for host in hosts {
+            if has_port(host) {
+                net.push(host.clone());
+            } else {
+                net.push(format!("{host}:80"));
+                net.push(format!("{host}:443"));
+            }
+        }
+    }
+    let mut cmd: Vec<String> = [
+        "/usr/local/bin/deno",
+        "run",
+        "--no-prompt",
+        "--no-remote",
+        "--no-npm",
+        "--no-config",
+        "--no-lock",
+        "--no-code-cache",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    cmd.push(format!("--allow-read={}", read_list.join(",")));
+    cmd.push(format!("--allow-write={}", write_list.join(",")));
+    cmd.push(format!("--allow-net={}", net.join(",")));
+    if egress_hosts.is_some() {
+        cmd.push("--allow-env=CODE_EXECUTOR_EGRESS_PORT".to_owned());
+    }
+    cmd.push("/opt/code-executor/runner.js".to_owned());
+    cmd
+}
+
+/// True when a `permissions.net` entry names its port (`host:443`, `[::1]:443`).
+fn has_port(host: &str) -> bool {
+    match host.rsplit_once(':') {
+        Some((name, port)) => {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!name.contains(':') || name.ends_with(']'))
+        }
+        None => false,
+    }
+}
+
 /// Loopback address of the egress relay inside the container.
 pub fn egress_proxy_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
@@ -223,6 +286,38 @@ mod tests {
             egress_port: None,
             entrypoint: None,
         })
+    }
+
+    #[test]
+    fn deno_command_matches_the_documented_contract() {
+        let hosts = vec![
+            "example.com".to_owned(),
+            "*.github.com".to_owned(),
+            "api.test:8443".to_owned(),
+        ];
+        let egress = deno_command(&[], &[], Some(&hosts));
+        assert_eq!(
+            egress[8..].join(" "),
+            "--allow-read=/run/mcp/proxy.sock,/run/mcp/egress.sock \
+             --allow-write=/run/mcp/proxy.sock,/run/mcp/egress.sock \
+             --allow-net=unix:/run/mcp/proxy.sock,unix:/run/mcp/egress.sock,127.0.0.1:18080,example.com:80,example.com:443,*.github.com:80,*.github.com:443,api.test:8443 \
+             --allow-env=CODE_EXECUTOR_EGRESS_PORT /opt/code-executor/runner.js"
+        );
+        let grants = deno_command(&["/data/in"], &["/data/out", "/srv/x"], None);
+        assert_eq!(
+            grants[8..].join(" "),
+            "--allow-read=/run/mcp/proxy.sock,/data/in,/data/out,/srv/x \
+             --allow-write=/run/mcp/proxy.sock,/data/out,/srv/x \
+             --allow-net=unix:/run/mcp/proxy.sock /opt/code-executor/runner.js"
+        );
+        let doc = include_str!("../../docs/runner-protocol.md");
+        assert!(
+            doc.contains(&grants[..8].join(" ")),
+            "the fixed flags are the documented ones"
+        );
+        assert!(!grants
+            .iter()
+            .any(|a| a == "-A" || a.starts_with("--allow-run") || a.starts_with("--allow-ffi")));
     }
 
     fn runc() -> Isolation {

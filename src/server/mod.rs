@@ -17,7 +17,7 @@ use rmcp::handler::server::common::{schema_for_input, schema_for_type};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::schema_for_output;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Extensions, Implementation, JsonObject, LoggingLevel,
+    CallToolResult, ContentBlock, ErrorCode, Extensions, Implementation, JsonObject, LoggingLevel,
     RequestMetaObject, ServerCapabilities, ServerConfig, SetLevelRequestParams,
 };
 use rmcp::service::RequestContext;
@@ -29,6 +29,7 @@ use tracing::Instrument;
 use crate::config::VERSION;
 use crate::downstream::DownstreamPool;
 use crate::outcome::ExecutionResult;
+use crate::policy::rate::ExecutionRateLimiter;
 use crate::request::{ExecuteArgs, Language};
 use crate::sandbox::{Sandbox, SandboxError};
 use stream::Forwarder;
@@ -43,6 +44,8 @@ pub struct ExecutorServer {
     downstream: Arc<DownstreamPool>,
     started: Instant,
     log_level: Arc<Mutex<Option<LoggingLevel>>>,
+    /// Shared by every session (the HTTP transport clones the handler per session).
+    rate: Arc<ExecutionRateLimiter>,
     #[expect(
         dead_code,
         reason = "the tool_handler macro routes calls through this field"
@@ -53,7 +56,13 @@ pub struct ExecutorServer {
 #[tool_router]
 impl ExecutorServer {
     pub fn new(sandbox: Arc<Sandbox>, downstream: Arc<DownstreamPool>) -> Self {
+        let limits = &sandbox.settings().rate_limits;
+        let rate = Arc::new(ExecutionRateLimiter::new(
+            limits.executions_per_minute,
+            limits.execution_burst,
+        ));
         Self {
+            rate,
             sandbox,
             downstream,
             started: Instant::now(),
@@ -71,8 +80,9 @@ impl ExecutorServer {
         cancel: CancellationToken,
         extensions: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
-        let span = call_span(&extensions);
-        self.execute(Language::Python, args, meta, peer, cancel)
+        let client = client_name(&extensions);
+        let span = tracing::info_span!("call", client = %client);
+        self.execute(Language::Python, client, args, meta, peer, cancel)
             .instrument(span)
             .await
     }
@@ -86,8 +96,9 @@ impl ExecutorServer {
         cancel: CancellationToken,
         extensions: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
-        let span = call_span(&extensions);
-        self.execute(Language::TypeScript, args, meta, peer, cancel)
+        let client = client_name(&extensions);
+        let span = tracing::info_span!("call", client = %client);
+        self.execute(Language::TypeScript, client, args, meta, peer, cancel)
             .instrument(span)
             .await
     }
@@ -118,6 +129,7 @@ impl ExecutorServer {
     async fn execute(
         &self,
         language: Language,
+        client: String,
         args: JsonObject,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
@@ -127,6 +139,15 @@ impl ExecutorServer {
         // `invalid_params` error like every other refused argument.
         let args: ExecuteArgs = serde_json::from_value(serde_json::Value::Object(args))
             .map_err(|e| ErrorData::invalid_params(format!("invalid arguments: {e}"), None))?;
+        if let Err(limited) = self.rate.check(&client) {
+            self.sandbox.metrics().refusals("rate_limited", 1);
+            tracing::warn!(%client, retry_after_ms = limited.retry_after.as_millis() as u64, "execution refused: rate limited");
+            return Err(ErrorData::new(
+                RATE_LIMITED,
+                limited.to_string(),
+                Some(serde_json::json!({ "retryAfterMs": limited.retry_after.as_millis() as u64 })),
+            ));
+        }
         let request = args
             .validate(
                 language,
@@ -159,12 +180,17 @@ impl ExecutorServer {
 }
 
 /// A log span naming the client: its API key's name over HTTP, `stdio` otherwise.
-fn call_span(extensions: &Extensions) -> tracing::Span {
-    let client = extensions
+/// JSON-RPC error code of a call refused by the per-client rate limit (server-defined
+/// range); `data.retryAfterMs` says when to try again.
+pub const RATE_LIMITED: ErrorCode = ErrorCode(-32029);
+
+/// Who made the call: the API key's client name over HTTP, `stdio` for the stdio transport
+/// (one client per process).
+fn client_name(extensions: &Extensions) -> String {
+    extensions
         .get::<axum::http::request::Parts>()
         .and_then(|parts| parts.extensions.get::<http::ClientName>())
-        .map_or("stdio", |c| c.0.as_str());
-    tracing::info_span!("call", client = %client)
+        .map_or_else(|| "stdio".to_owned(), |c| c.0.clone())
 }
 
 /// The input schema of the execution tools, from [`ExecuteArgs`].
