@@ -119,8 +119,8 @@ pub async fn check_all(sandbox: &Sandbox) -> Vec<Check> {
             };
             let request = match ExecuteArgs::with_code(code.to_owned()).validate(
                 language,
-                &sandbox.settings().limits,
-                sandbox.settings().tools.allowed.as_deref(),
+                &sandbox.request_policy(),
+                "doctor",
             ) {
                 Ok(r) => r,
                 Err(e) => {

@@ -137,6 +137,9 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
     };
     let downstream = start_downstream()?;
     let sandbox = Arc::new(Sandbox::new(settings, downstream.clone()));
+    if let Err(e) = sandbox.grant_roots() {
+        anyhow::bail!("{e}");
+    }
     // A runtime or AppArmor profile the operator asked for and the host lacks stops the
     // server here, before any client connects; an unreachable engine does not (it is
     // reported per call and retried).
@@ -349,16 +352,12 @@ async fn run_file(
         );
     }
     let settings = Settings::load().context("loading settings")?;
-    let request = args.validate(
-        language,
-        &settings.limits,
-        settings.tools.allowed.as_deref(),
-    )?;
     let downstream = start_downstream()?;
+    let sandbox = Sandbox::new(settings, downstream.clone());
+    let request = args.validate(language, &sandbox.request_policy(), "cli")?;
     if !request.allowlist.is_empty() {
         downstream.wait_ready(Duration::from_secs(15)).await;
     }
-    let sandbox = Sandbox::new(settings, downstream.clone());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<OutputChunk>();
     let printer = tokio::spawn(async move {
         while let Some(chunk) = rx.recv().await {

@@ -6,7 +6,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::config::Limits;
+use crate::config::{EgressSettings, Limits};
+use crate::policy::mounts::{Grant, GrantError, GrantRoots};
+use crate::policy::net::{NetPolicy, NetPolicyError};
 use crate::policy::{Allowlist, AllowlistError};
 
 /// Smallest memory a call may ask for; below this neither interpreter starts.
@@ -46,13 +48,16 @@ impl Language {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Permissions {
-    /// Host paths to mount read-only (not available yet).
+    /// Absolute host paths mounted read-only at the same path; each must lie under a root
+    /// the operator allows (`ALLOWED_PROJECTS`).
     #[serde(default)]
     pub read: Vec<String>,
-    /// Host paths to mount read-write (not available yet).
+    /// Absolute host paths mounted read-write at the same path (same rules as `read`).
     #[serde(default)]
     pub write: Vec<String>,
-    /// Hosts (`host[:port]`) the code may reach over HTTP(S) (not available yet).
+    /// Hosts (`example.com`, `*.example.com`, optional `:port`; without a port 80 and 443)
+    /// the code may reach over HTTP(S) through the egress proxy (`HTTP_PROXY` is set).
+    /// Each must be allowed by the operator's `egress.allowed_hosts`.
     #[serde(default)]
     pub net: Vec<String>,
 }
@@ -90,6 +95,49 @@ pub struct ExecutionRequest {
     pub stdin: Vec<u8>,
     /// The call's `allowedTools` intersected with the operator's policy.
     pub allowlist: Allowlist,
+    /// The call's `allowedTools` as given (for the audit log).
+    pub allowed_tools: Vec<String>,
+    /// Host paths approved for mounting (canonical).
+    pub grants: Vec<Grant>,
+    /// Hosts the code may reach through the egress proxy; `None`: no egress at all.
+    pub net: Option<NetPolicy>,
+    /// `permissions` as given (for the audit log).
+    pub permissions: Permissions,
+    /// Who asked: the HTTP client name, or `stdio`.
+    pub client: String,
+}
+
+impl ExecutionRequest {
+    /// True when the execution needs a container made for it (mounts, egress), never a
+    /// warm one.
+    pub fn needs_own_container(&self) -> bool {
+        !self.grants.is_empty() || self.net.is_some()
+    }
+}
+
+/// The operator policy a call is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestPolicy<'a> {
+    pub limits: &'a Limits,
+    /// Tool patterns the operator permits (`None`: every tool).
+    pub operator_tools: Option<&'a [String]>,
+    /// Roots for path grants (`None`: grants are refused).
+    pub grant_roots: Option<&'a GrantRoots>,
+    pub egress: &'a EgressSettings,
+}
+
+impl<'a> RequestPolicy<'a> {
+    /// Limits and tool policy only: no grants, no egress.
+    pub fn basic(limits: &'a Limits, operator_tools: Option<&'a [String]>) -> Self {
+        static NO_EGRESS: std::sync::LazyLock<EgressSettings> =
+            std::sync::LazyLock::new(EgressSettings::default);
+        Self {
+            limits,
+            operator_tools,
+            grant_roots: None,
+            egress: &NO_EGRESS,
+        }
+    }
 }
 
 /// Why a call's arguments were refused. Each message names the field and what to do.
@@ -113,11 +161,14 @@ pub enum RequestError {
         "unknown language for extension {given:?}: use .py for Python or .ts/.js for TypeScript"
     )]
     UnknownLanguage { given: String },
-    #[error("`{field}` is not available yet: {what} arrives with a later release; remove `{field}` from the call")]
-    NotAvailableYet {
-        field: &'static str,
-        what: &'static str,
-    },
+    #[error("`permissions.read`/`permissions.write`: this server grants no host paths (the operator has set no allowed roots: ALLOWED_PROJECTS or grants.allowed_roots); remove them from the call")]
+    GrantsDisabled,
+    #[error("`permissions`: {0}")]
+    Grant(#[from] GrantError),
+    #[error("`permissions.net`: this server allows no network egress (the operator has set no egress.allowed_hosts); remove it from the call")]
+    EgressDisabled,
+    #[error("`permissions.net`: {0}")]
+    Net(#[from] NetPolicyError),
     #[error("`allowedTools`: {0}")]
     AllowedTools(#[from] AllowlistError),
 }
@@ -139,9 +190,10 @@ impl ExecuteArgs {
     pub fn validate(
         self,
         language: Language,
-        limits: &Limits,
-        operator_tools: Option<&[String]>,
+        policy: &RequestPolicy<'_>,
+        client: &str,
     ) -> Result<ExecutionRequest, RequestError> {
+        let limits = policy.limits;
         if self.code.trim().is_empty() {
             return Err(RequestError::EmptyCode);
         }
@@ -177,21 +229,29 @@ impl ExecuteArgs {
                 max: limits.memory_mb,
             });
         }
-        let allowlist = Allowlist::new(&self.allowed_tools, operator_tools)?;
-        if let Some(p) = &self.permissions {
-            if !p.read.is_empty() || !p.write.is_empty() {
-                return Err(RequestError::NotAvailableYet {
-                    field: "permissions.read/write",
-                    what: "granting host paths",
-                });
+        let allowlist = Allowlist::new(&self.allowed_tools, policy.operator_tools)?;
+        let permissions = self.permissions.unwrap_or_default();
+        let grants = if permissions.read.is_empty() && permissions.write.is_empty() {
+            Vec::new()
+        } else {
+            match policy.grant_roots {
+                Some(roots) if roots.enabled() => {
+                    roots.approve(&permissions.read, &permissions.write)?
+                }
+                _ => return Err(RequestError::GrantsDisabled),
             }
-            if !p.net.is_empty() {
-                return Err(RequestError::NotAvailableYet {
-                    field: "permissions.net",
-                    what: "network egress to allowed hosts",
-                });
-            }
-        }
+        };
+        let net = if permissions.net.is_empty() {
+            None
+        } else if policy.egress.allowed_hosts.is_empty() {
+            return Err(RequestError::EgressDisabled);
+        } else {
+            Some(NetPolicy::new(
+                &permissions.net,
+                &policy.egress.allowed_hosts,
+                &policy.egress.allow_cidrs,
+            )?)
+        };
         Ok(ExecutionRequest {
             language,
             code: self.code,
@@ -199,6 +259,11 @@ impl ExecuteArgs {
             memory_mb,
             stdin,
             allowlist,
+            allowed_tools: self.allowed_tools,
+            grants,
+            net,
+            permissions,
+            client: client.to_owned(),
         })
     }
 }
@@ -218,7 +283,11 @@ mod tests {
     #[test]
     fn defaults_come_from_the_operator_limits() {
         let r = args("print(1)")
-            .validate(Language::Python, &limits(), None)
+            .validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test",
+            )
             .unwrap();
         assert_eq!(r.timeout, Duration::from_millis(30_000));
         assert_eq!(r.memory_mb, 256);
@@ -231,7 +300,11 @@ mod tests {
         for code in ["", "   \n\t"] {
             assert_eq!(
                 args(code)
-                    .validate(Language::Python, &limits(), None)
+                    .validate(
+                        Language::Python,
+                        &RequestPolicy::basic(&limits(), None),
+                        "test"
+                    )
                     .unwrap_err(),
                 RequestError::EmptyCode
             );
@@ -245,7 +318,7 @@ mod tests {
             ..limits()
         };
         let err = args("print(12345)")
-            .validate(Language::Python, &l, None)
+            .validate(Language::Python, &RequestPolicy::basic(&l, None), "test")
             .unwrap_err();
         assert_eq!(err, RequestError::CodeTooLarge { size: 12, max: 10 });
         assert!(err.to_string().contains("`code`"));
@@ -254,7 +327,11 @@ mod tests {
     #[test]
     fn nul_in_code_is_refused() {
         let err = args("print(1)\0")
-            .validate(Language::Python, &limits(), None)
+            .validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test",
+            )
             .unwrap_err();
         assert_eq!(err, RequestError::CodeHasNul);
     }
@@ -272,7 +349,12 @@ mod tests {
             let mut a = args("1");
             a.timeout_ms = Some(t);
             assert_eq!(
-                a.validate(Language::TypeScript, &limits(), None).is_ok(),
+                a.validate(
+                    Language::TypeScript,
+                    &RequestPolicy::basic(&limits(), None),
+                    "test"
+                )
+                .is_ok(),
                 ok,
                 "timeout {t}"
             );
@@ -284,14 +366,24 @@ mod tests {
         let mut a = args("1");
         a.memory_mb = Some(64);
         assert_eq!(
-            a.validate(Language::Python, &limits(), None)
-                .unwrap()
-                .memory_mb,
+            a.validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test"
+            )
+            .unwrap()
+            .memory_mb,
             64
         );
         let mut a = args("1");
         a.memory_mb = Some(257);
-        let err = a.validate(Language::Python, &limits(), None).unwrap_err();
+        let err = a
+            .validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test",
+            )
+            .unwrap_err();
         assert!(matches!(
             err,
             RequestError::MemoryOutOfRange {
@@ -303,7 +395,13 @@ mod tests {
         assert!(err.to_string().contains("memoryMb"));
         let mut a = args("1");
         a.memory_mb = Some(1);
-        assert!(a.validate(Language::Python, &limits(), None).is_err());
+        assert!(a
+            .validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test"
+            )
+            .is_err());
     }
 
     #[test]
@@ -311,7 +409,13 @@ mod tests {
         let mut a = args("1");
         a.stdin = Some("line one\nline two".into());
         assert_eq!(
-            a.validate(Language::Python, &limits(), None).unwrap().stdin,
+            a.validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test"
+            )
+            .unwrap()
+            .stdin,
             b"line one\nline two"
         );
         let mut a = args("1");
@@ -321,7 +425,7 @@ mod tests {
             ..limits()
         };
         assert!(matches!(
-            a.validate(Language::Python, &l, None),
+            a.validate(Language::Python, &RequestPolicy::basic(&l, None), "test"),
             Err(RequestError::StdinTooLarge { .. })
         ));
     }
@@ -332,14 +436,22 @@ mod tests {
         a.allowed_tools = vec!["mcp__time__*".into(), "mcp__git__git_log".into()];
         let r = a
             .clone()
-            .validate(Language::Python, &limits(), None)
+            .validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test",
+            )
             .unwrap();
         assert!(r.allowlist.allows("mcp__time__get_current_time"));
         assert!(r.allowlist.allows("mcp__git__git_log"));
         assert!(!r.allowlist.allows("mcp__git__git_status"));
         let operator = vec!["mcp__time__*".to_owned()];
         let r = a
-            .validate(Language::Python, &limits(), Some(&operator))
+            .validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), Some(operator.as_slice())),
+                "test",
+            )
             .unwrap();
         assert!(
             !r.allowlist.allows("mcp__git__git_log"),
@@ -348,7 +460,11 @@ mod tests {
         let mut a = args("1");
         a.allowed_tools = vec!["mcp__git*".into()];
         let err = a
-            .validate(Language::Python, &limits(), None)
+            .validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test",
+            )
             .unwrap_err()
             .to_string();
         assert!(
@@ -358,14 +474,18 @@ mod tests {
     }
 
     #[test]
-    fn features_of_later_issues_are_refused_not_ignored() {
+    fn grants_and_egress_are_refused_when_the_operator_allows_none() {
         let mut a = args("1");
         a.permissions = Some(Permissions {
             net: vec!["example.com".into()],
             ..Default::default()
         });
         assert!(a
-            .validate(Language::Python, &limits(), None)
+            .validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test"
+            )
             .unwrap_err()
             .to_string()
             .contains("permissions.net"));
@@ -374,11 +494,22 @@ mod tests {
             read: vec!["/etc".into()],
             ..Default::default()
         });
-        assert!(a.validate(Language::Python, &limits(), None).is_err());
+        assert!(a
+            .validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test"
+            )
+            .is_err());
         let mut a = args("1");
         a.permissions = Some(Permissions::default());
         assert!(
-            a.validate(Language::Python, &limits(), None).is_ok(),
+            a.validate(
+                Language::Python,
+                &RequestPolicy::basic(&limits(), None),
+                "test"
+            )
+            .is_ok(),
             "empty permissions are fine"
         );
     }

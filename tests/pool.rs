@@ -136,7 +136,11 @@ async fn typescript_is_pooled_too_and_shutdown_leaves_nothing() {
     let mut args = code_executor_mcp::request::ExecuteArgs::with_code("console.log(40 + 2)".into());
     args.timeout_ms = Some(10_000);
     let request = args
-        .validate(Language::TypeScript, &Settings::default().limits, None)
+        .validate(
+            Language::TypeScript,
+            &code_executor_mcp::request::RequestPolicy::basic(&Settings::default().limits, None),
+            "test",
+        )
         .unwrap();
     let r = sb
         .execute(&request, None, CancellationToken::new())

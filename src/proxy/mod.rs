@@ -19,9 +19,11 @@ use rmcp::model::CallToolResult;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditLog;
 use crate::downstream::{DownstreamError, DownstreamPool, ToolInfo};
 use crate::outcome::ToolCallStats;
 use crate::policy::allowlist::Allowlist;
+use crate::policy::net::{Resolve, SystemResolver};
 
 /// Path of the socket inside the container.
 pub const SOCKET_IN_CONTAINER: &str = "/run/mcp/proxy.sock";
@@ -68,6 +70,11 @@ pub struct ProxyConfig {
     pub max_request_bytes: usize,
     /// Largest tool result passed back.
     pub max_response_bytes: usize,
+    /// Refuse calls whose arguments point at loopback, private, link-local or metadata
+    /// addresses (`policy::net::check_tool_arguments`).
+    pub ssrf_guard: bool,
+    /// Downstream servers the guard does not apply to (the operator's choice).
+    pub ssrf_exempt: Vec<String>,
 }
 
 impl Default for ProxyConfig {
@@ -78,6 +85,8 @@ impl Default for ProxyConfig {
             burst: 200,
             max_request_bytes: 1024 * 1024,
             max_response_bytes: 4 * 1024 * 1024,
+            ssrf_guard: true,
+            ssrf_exempt: Vec::new(),
         }
     }
 }
@@ -91,6 +100,18 @@ pub struct ExecState {
     limiter: DefaultDirectRateLimiter,
     stats: Mutex<Stats>,
     validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
+    /// Resolves host names found in tool arguments for the SSRF guard.
+    pub resolver: Arc<dyn Resolve>,
+    /// Where each call is recorded, when the audit log is on.
+    pub audit: Option<AuditContext>,
+}
+
+/// The audit log and what every tool-call record of this execution carries.
+#[derive(Clone)]
+pub struct AuditContext {
+    pub log: Arc<AuditLog>,
+    pub execution_id: String,
+    pub client: String,
 }
 
 #[derive(Debug, Default)]
@@ -107,7 +128,7 @@ pub struct ProxySummary {
     pub calls: u64,
     /// Per tool: calls, errors, total milliseconds.
     pub per_tool: BTreeMap<String, ToolCallStats>,
-    /// Refusals by kind: `tool_not_allowed`, `rate_limited`, `call_cap`.
+    /// Refusals by kind: `tool_not_allowed`, `rate_limited`, `call_cap`, `ssrf`.
     pub refusals: BTreeMap<&'static str, u64>,
 }
 
@@ -128,7 +149,21 @@ impl ExecState {
             config,
             stats: Mutex::new(Stats::default()),
             validators: Mutex::new(HashMap::new()),
+            resolver: Arc::new(SystemResolver),
+            audit: None,
         }
+    }
+
+    /// Records every call of this execution in `audit`.
+    pub fn with_audit(mut self, audit: AuditContext) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Uses `resolver` for the SSRF guard (tests use a fake one).
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolve>) -> Self {
+        self.resolver = resolver;
+        self
     }
 
     /// Admits one call under the call cap and the rate limit, or says why not.
@@ -150,6 +185,17 @@ impl ExecState {
         }
         stats.admitted += 1;
         Ok(())
+    }
+
+    /// True when the SSRF guard checks calls to `tool` (on, and its server not exempt).
+    pub fn ssrf_guard_applies(&self, tool: &str) -> bool {
+        if !self.config.ssrf_guard {
+            return false;
+        }
+        match crate::policy::parse_tool_name(tool) {
+            Ok(name) => !self.config.ssrf_exempt.iter().any(|s| s == name.server),
+            Err(_) => true,
+        }
     }
 
     /// Counts a refusal by policy (`kind` is one of a few fixed names).

@@ -13,7 +13,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::audit::{Decision, ToolCallRecord, ToolOutcome};
 use crate::downstream::{DownstreamError, ToolInfo};
+use crate::policy::net::check_tool_arguments;
 use crate::proxy::{auth, ExecState};
 
 /// A JSON error body: `{"error": message}`.
@@ -22,8 +24,18 @@ pub fn error_body(message: impl Into<String>) -> Json<Value> {
 }
 
 fn fail(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, error_body(message)).into_response()
+    let message = message.into();
+    let mut response = (status, error_body(message.clone())).into_response();
+    response.extensions_mut().insert(FailureReason(message));
+    response
 }
+
+/// The message of a refused or failed call, kept for the audit record.
+#[derive(Debug, Clone)]
+struct FailureReason(String);
+
+/// How long names found in tool arguments may take to resolve for the SSRF guard.
+const SSRF_RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The proxy's router for one execution.
 pub fn router(state: Arc<ExecState>) -> Router {
@@ -71,9 +83,46 @@ async fn call_tool(
     };
     let started = Instant::now();
     let response = call_tool_inner(&state, &body).await;
-    let ok = response.status().is_success()
-        && response.extensions().get::<ToolReportedError>().is_none();
+    let reported_error = response.extensions().get::<ToolReportedError>().is_some();
+    let ok = response.status().is_success() && !reported_error;
     state.record(&body.name, ok, started.elapsed());
+    if let Some(audit) = &state.audit {
+        let outcome = match response.status() {
+            StatusCode::OK if reported_error => ToolOutcome::Error,
+            StatusCode::OK => ToolOutcome::Ok,
+            StatusCode::FORBIDDEN => ToolOutcome::Refused,
+            StatusCode::NOT_FOUND => ToolOutcome::UnknownTool,
+            StatusCode::UNPROCESSABLE_ENTITY => ToolOutcome::InvalidArguments,
+            StatusCode::TOO_MANY_REQUESTS => ToolOutcome::RateLimited,
+            StatusCode::GATEWAY_TIMEOUT => ToolOutcome::Timeout,
+            _ => ToolOutcome::Error,
+        };
+        let refused = matches!(
+            outcome,
+            ToolOutcome::Refused | ToolOutcome::RateLimited | ToolOutcome::InvalidArguments
+        );
+        let record = ToolCallRecord {
+            execution_id: audit.execution_id.clone(),
+            client: Some(audit.client.clone()),
+            tool: body.name.chars().take(256).collect(),
+            decision: if refused {
+                Decision::Refused
+            } else {
+                Decision::Allowed
+            },
+            reason: response
+                .extensions()
+                .get::<FailureReason>()
+                .map(|r| r.0.clone()),
+            duration_ms: started.elapsed().as_millis() as u64,
+            outcome,
+            ..ToolCallRecord::default()
+        }
+        .with_arguments(&Value::Object(body.arguments.clone().unwrap_or_default()));
+        if let Err(e) = audit.log.record_tool_call(&record) {
+            tracing::error!(error = %e, "could not write the audit record of a tool call");
+        }
+    }
     response
 }
 
@@ -109,6 +158,19 @@ async fn call_tool_inner(state: &ExecState, body: &CallBody) -> Response {
     let arguments = Value::Object(body.arguments.clone().unwrap_or_default());
     if let Err(message) = state.check_arguments(&tool, &arguments) {
         return fail(StatusCode::UNPROCESSABLE_ENTITY, message);
+    }
+    if state.ssrf_guard_applies(&body.name) {
+        if let Err(refusal) =
+            check_tool_arguments(&arguments, state.resolver.as_ref(), SSRF_RESOLVE_TIMEOUT).await
+        {
+            state.refuse("ssrf");
+            return fail(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{refusal} (the operator can exempt a server with tools.ssrf_guard_exempt)"
+                ),
+            );
+        }
     }
     match state.backend.call(&body.name, body.arguments.clone()).await {
         Ok(result) => {

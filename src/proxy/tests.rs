@@ -390,3 +390,157 @@ async fn serves_on_a_unix_socket_and_stops() {
     assert_eq!(handle.stop().await.calls, 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+struct NoDns;
+
+impl crate::policy::net::Resolve for NoDns {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a str,
+        _port: u16,
+    ) -> BoxFuture<'a, std::io::Result<Vec<std::net::IpAddr>>> {
+        Box::pin(async move {
+            match host {
+                "rebind.example" => Ok(vec!["127.0.0.1".parse().unwrap()]),
+                _ => Ok(vec!["93.184.215.14".parse().unwrap()]),
+            }
+        })
+    }
+}
+
+fn guarded(config: ProxyConfig) -> Arc<ExecState> {
+    let allowlist = Allowlist::new(&["mcp__git__*".to_owned()], None).unwrap();
+    Arc::new(
+        ExecState::new(TOKEN.to_owned(), allowlist, Arc::new(Fake), config)
+            .with_resolver(Arc::new(NoDns)),
+    )
+}
+
+#[tokio::test]
+async fn tool_arguments_aimed_at_internal_addresses_are_refused_before_the_call() {
+    let state = guarded(ProxyConfig::default());
+    for target in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:6379/",
+        "http://0x7f.1/",
+        "gopher://[::ffff:127.0.0.1]:25/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://rebind.example/",
+        "file:///etc/passwd",
+    ] {
+        let (status, body) = send(
+            &state,
+            "POST",
+            "/v1/tools/call",
+            Some(TOKEN),
+            Some(json!({"name": "mcp__git__git_log", "arguments": {"nested": [{"url": target}]}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{target}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("tool arguments refused"),
+            "{target}: {message}"
+        );
+    }
+    let (status, _) = send(
+        &state,
+        "POST",
+        "/v1/tools/call",
+        Some(TOKEN),
+        Some(json!({"name": "mcp__git__git_log", "arguments": {"url": "https://example.com/x"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a public URL passes");
+    assert_eq!(state.summary().refusals.get("ssrf"), Some(&7));
+}
+
+#[tokio::test]
+async fn the_operator_can_exempt_a_server_or_turn_the_guard_off() {
+    let exempt = guarded(ProxyConfig {
+        ssrf_exempt: vec!["git".to_owned()],
+        ..ProxyConfig::default()
+    });
+    let call = json!({"name": "mcp__git__git_log", "arguments": {"url": "http://127.0.0.1:6379/"}});
+    let (status, _) = send(
+        &exempt,
+        "POST",
+        "/v1/tools/call",
+        Some(TOKEN),
+        Some(call.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let off = guarded(ProxyConfig {
+        ssrf_guard: false,
+        ..ProxyConfig::default()
+    });
+    let (status, _) = send(&off, "POST", "/v1/tools/call", Some(TOKEN), Some(call)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_call_is_audited_with_its_decision_and_without_plaintext_arguments() {
+    let dir =
+        std::env::temp_dir().join(format!("ce-proxy-audit-{}", uuid::Uuid::new_v4().simple()));
+    let log = Arc::new(
+        crate::audit::AuditLog::open(&dir, crate::audit::AuditOptions::default()).unwrap(),
+    );
+    let allowlist = Allowlist::new(&["mcp__time__*".to_owned()], None).unwrap();
+    let state = Arc::new(
+        ExecState::new(
+            TOKEN.to_owned(),
+            allowlist,
+            Arc::new(Fake),
+            ProxyConfig::default(),
+        )
+        .with_resolver(Arc::new(NoDns))
+        .with_audit(AuditContext {
+            log: log.clone(),
+            execution_id: "exec-9".to_owned(),
+            client: "alice".to_owned(),
+        }),
+    );
+    let secret = "Europe/Secretville";
+    let (ok, _) = send(
+        &state,
+        "POST",
+        "/v1/tools/call",
+        Some(TOKEN),
+        Some(json!({"name": "mcp__time__get_current_time", "arguments": {"timezone": secret}})),
+    )
+    .await;
+    assert_eq!(ok, StatusCode::OK);
+    let (refused, _) = send(
+        &state,
+        "POST",
+        "/v1/tools/call",
+        Some(TOKEN),
+        Some(json!({"name": "mcp__git__git_log", "arguments": {}})),
+    )
+    .await;
+    assert_eq!(refused, StatusCode::FORBIDDEN);
+    let text = std::fs::read_to_string(dir.join(crate::audit::CURRENT)).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["kind"], "toolCall");
+    assert_eq!(lines[0]["executionId"], "exec-9");
+    assert_eq!(lines[0]["client"], "alice");
+    assert_eq!(lines[0]["decision"], "allowed");
+    assert_eq!(lines[0]["outcome"], "ok");
+    assert_eq!(lines[1]["decision"], "refused");
+    assert!(lines[1]["reason"].as_str().unwrap().contains("not allowed"));
+    assert!(
+        !text.contains(secret),
+        "arguments are hashed, never written: {text}"
+    );
+    assert_eq!(
+        lines[0]["argumentsSha256"].as_str().unwrap(),
+        crate::audit::sha256_hex(json!({"timezone": secret}).to_string().as_bytes())
+    );
+    assert!(crate::audit::verify(&dir).unwrap().is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

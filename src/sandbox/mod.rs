@@ -32,9 +32,10 @@ use spec::{container_spec, SpecInput};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::outcome::ExecutionResult;
+use crate::policy::mounts::GrantRoots;
 use crate::proxy::socket_dir::SocketDir;
 use crate::proxy::{ExecState, ProxyConfig, ProxyError, ProxySummary, ToolBackend};
-use crate::request::{ExecutionRequest, Language};
+use crate::request::{ExecutionRequest, Language, RequestPolicy};
 
 /// Errors of the sandbox machinery (not of the user's code, which is a normal result).
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +134,7 @@ pub struct Sandbox {
     running: std::sync::atomic::AtomicUsize,
     draining: std::sync::atomic::AtomicBool,
     isolation: tokio::sync::OnceCell<Isolation>,
+    grant_roots: std::sync::OnceLock<Result<GrantRoots, String>>,
 }
 
 impl std::fmt::Debug for dyn ToolBackend {
@@ -160,6 +162,36 @@ impl Sandbox {
             removals: Removals::new(),
             shutdown: CancellationToken::new(),
             isolation: tokio::sync::OnceCell::new(),
+            grant_roots: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The operator's grant roots, canonicalised once. Never grantable besides the fixed
+    /// list of `policy::mounts`: the socket base and the engine's socket.
+    pub fn grant_roots(&self) -> Result<&GrantRoots, String> {
+        self.grant_roots
+            .get_or_init(|| {
+                let mut never = vec![self.settings.socket_base.clone()];
+                if let Some(path) = std::env::var("DOCKER_HOST")
+                    .ok()
+                    .and_then(|h| h.strip_prefix("unix://").map(std::path::PathBuf::from))
+                {
+                    never.push(path);
+                }
+                GrantRoots::new(&self.settings.grants.allowed_roots, &never)
+                    .map_err(|e| format!("grants.allowed_roots (ALLOWED_PROJECTS): {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The operator policy calls are validated against.
+    pub fn request_policy(&self) -> RequestPolicy<'_> {
+        RequestPolicy {
+            limits: &self.settings.limits,
+            operator_tools: self.settings.tools.allowed.as_deref(),
+            grant_roots: self.grant_roots().ok(),
+            egress: &self.settings.egress,
         }
     }
 

@@ -149,11 +149,7 @@ impl ExecutorServer {
             ));
         }
         let request = args
-            .validate(
-                language,
-                &self.sandbox.settings().limits,
-                self.sandbox.settings().tools.allowed.as_deref(),
-            )
+            .validate(language, &self.sandbox.request_policy(), &client)
             .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let forwarder = Forwarder {

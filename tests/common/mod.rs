@@ -47,8 +47,12 @@ pub async fn docker() -> Docker {
 pub fn python(code: &str, timeout_ms: u64) -> ExecutionRequest {
     let mut args = ExecuteArgs::with_code(code.to_owned());
     args.timeout_ms = Some(timeout_ms);
-    args.validate(Language::Python, &Settings::default().limits, None)
-        .unwrap()
+    args.validate(
+        Language::Python,
+        &code_executor_mcp::request::RequestPolicy::basic(&Settings::default().limits, None),
+        "test",
+    )
+    .unwrap()
 }
 
 /// Ids of containers owned by this test process.

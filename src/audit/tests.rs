@@ -1,0 +1,624 @@
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::test_dir::TestDir;
+use super::*;
+
+fn exec(id: &str) -> ExecutionRecord {
+    ExecutionRecord {
+        execution_id: id.to_owned(),
+        language: "python".into(),
+        runtime: "runc".into(),
+        success: true,
+        exit_code: Some(0),
+        ..Default::default()
+    }
+    .with_code(&format!("print('code of {id}')"))
+}
+
+fn call(id: &str, tool: &str) -> ToolCallRecord {
+    ToolCallRecord {
+        execution_id: id.to_owned(),
+        tool: tool.to_owned(),
+        ..Default::default()
+    }
+    .with_arguments(&json!({"token": "SECRET-TOKEN-42", "path": "/x"}))
+}
+
+fn small(max_file_bytes: u64, max_files: usize) -> AuditOptions {
+    AuditOptions {
+        max_file_bytes,
+        max_files,
+        ..Default::default()
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut s = lines.join("\n");
+    s.push('\n');
+    std::fs::write(path, s).unwrap();
+}
+
+fn value(line: &str) -> Value {
+    serde_json::from_str(line).unwrap()
+}
+
+/// A log of `n` records alternating execution and tool call, in one file.
+fn log_of(d: &TestDir, n: usize) -> AuditLog {
+    let log = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    for i in 0..n {
+        if i % 2 == 0 {
+            log.record_execution(&exec(&format!("e{i}"))).unwrap();
+        } else {
+            log.record_tool_call(&call(&format!("e{i}"), "mcp__git__status"))
+                .unwrap();
+        }
+    }
+    log
+}
+
+#[test]
+fn records_chain_from_genesis() {
+    let d = TestDir::new();
+    let log = log_of(&d, 200);
+    let ls = lines(&log.current_path());
+    assert_eq!(ls.len(), 200);
+    let mut prev = GENESIS.to_owned();
+    for (i, l) in ls.iter().enumerate() {
+        let v = value(l);
+        assert_eq!(v["seq"], i as u64 + 1);
+        assert_eq!(v["prev"], prev.as_str());
+        assert_eq!(v["kind"], if i % 2 == 0 { "execution" } else { "toolCall" });
+        let ts = v["ts"].as_str().unwrap();
+        assert!(ts.len() == 24 && ts.ends_with('Z'), "{ts}");
+        prev = v["hash"].as_str().unwrap().to_owned();
+    }
+    let head = log.head().unwrap();
+    assert_eq!(
+        head,
+        Head {
+            seq: 200,
+            hash: prev.clone()
+        }
+    );
+    let r = verify(d.path()).unwrap();
+    assert!(r.is_ok(), "{r}");
+    assert_eq!(
+        (r.files, r.records, r.first_seq, r.last_seq),
+        (1, 200, Some(1), Some(200))
+    );
+    assert!(r.starts_at_genesis);
+    assert_eq!(r.head_hash.as_deref(), Some(prev.as_str()));
+    assert_eq!(
+        r.to_string(),
+        format!("ok: 200 records in 1 file, seq 1..200, head {prev}")
+    );
+}
+
+#[test]
+fn rotation_keeps_the_chain_and_deletes_the_oldest() {
+    let d = TestDir::new();
+    let log = AuditLog::open(d.path(), small(3000, 3)).unwrap();
+    for i in 0..100 {
+        log.record_execution(&exec(&format!("e{i}"))).unwrap();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]);
+    for n in &names {
+        let size = std::fs::metadata(d.path().join(n)).unwrap().len();
+        assert!(size <= 3000, "{n}: {size}");
+    }
+    // The newest rotated file ends where the current one begins.
+    let older = lines(&d.path().join("audit.jsonl.1"));
+    let newer = lines(&log.current_path());
+    let last_old = value(older.last().unwrap());
+    let first_new = value(&newer[0]);
+    assert_eq!(first_new["prev"], last_old["hash"]);
+    assert_eq!(
+        first_new["seq"].as_u64().unwrap(),
+        last_old["seq"].as_u64().unwrap() + 1
+    );
+    let r = verify(d.path()).unwrap();
+    assert!(r.is_ok(), "{r}");
+    assert_eq!(r.files, 3);
+    assert_eq!(r.last_seq, Some(100));
+    assert!(r.records < 100 && r.first_seq > Some(1));
+    assert_eq!(r.first_seq.unwrap() + r.records - 1, 100);
+    assert!(!r.starts_at_genesis);
+    assert!(
+        r.to_string().contains("older records were rotated away"),
+        "{r}"
+    );
+}
+
+#[test]
+fn max_files_one_keeps_only_the_current_file() {
+    let d = TestDir::new();
+    let log = AuditLog::open(d.path(), small(1000, 1)).unwrap();
+    for i in 0..20 {
+        log.record_execution(&exec(&format!("e{i}"))).unwrap();
+    }
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    let r = verify(d.path()).unwrap();
+    assert!(r.is_ok() && r.last_seq == Some(20), "{r}");
+}
+
+#[test]
+fn a_record_larger_than_a_file_gets_a_file_of_its_own() {
+    let d = TestDir::new();
+    let log = AuditLog::open(d.path(), small(100, 5)).unwrap();
+    log.record_execution(&exec("a")).unwrap();
+    log.record_execution(&exec("b")).unwrap();
+    log.record_execution(&exec("c")).unwrap();
+    assert_eq!(lines(&log.current_path()).len(), 1);
+    assert_eq!(lines(&d.path().join("audit.jsonl.2")).len(), 1);
+    assert!(verify(d.path()).unwrap().is_ok());
+}
+
+#[test]
+fn reopening_continues_seq_and_prev() {
+    let d = TestDir::new();
+    let head = log_of(&d, 5).head().unwrap();
+    let log = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    assert_eq!(log.head(), Some(head.clone()));
+    log.record_execution(&exec("after")).unwrap();
+    let ls = lines(&log.current_path());
+    let v = value(ls.last().unwrap());
+    assert_eq!(v["seq"], 6);
+    assert_eq!(v["prev"], head.hash.as_str());
+    let r = verify(d.path()).unwrap();
+    assert!(r.is_ok() && r.records == 6 && r.starts_at_genesis, "{r}");
+}
+
+#[test]
+fn reopening_after_a_crash_mid_rotation_continues_from_the_rotated_file() {
+    let d = TestDir::new();
+    let head = log_of(&d, 4).head().unwrap();
+    // Crash between renaming audit.jsonl to .1 and creating the new file.
+    std::fs::rename(d.path().join(CURRENT), d.path().join("audit.jsonl.1")).unwrap();
+    let log = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    assert_eq!(log.head(), Some(head));
+    log.record_execution(&exec("next")).unwrap();
+    let r = verify(d.path()).unwrap();
+    assert!(r.is_ok(), "{r}");
+    assert_eq!((r.files, r.records, r.last_seq), (2, 5, Some(5)));
+}
+
+#[test]
+fn an_edited_byte_is_reported_at_its_line() {
+    let d = TestDir::new();
+    let path = log_of(&d, 10).current_path();
+    let mut ls = lines(&path);
+    ls[4] = ls[4].replace("runc", "runC");
+    write_lines(&path, &ls);
+    let r = verify(d.path()).unwrap();
+    let b = r.broken.clone().unwrap();
+    assert_eq!(
+        (b.file.as_str(), b.line, b.seq),
+        ("audit.jsonl", 5, Some(5))
+    );
+    assert!(b.reason.contains("record edited"), "{r}");
+    assert_eq!(r.records, 4);
+    assert_eq!(
+        r.to_string(),
+        format!(
+            "BROKEN at audit.jsonl line 5 (seq 5): {}; 4 records before it are intact",
+            b.reason
+        )
+    );
+}
+
+#[test]
+fn an_edit_with_a_recomputed_hash_is_reported_at_the_next_line() {
+    let d = TestDir::new();
+    let path = log_of(&d, 10).current_path();
+    let mut ls = lines(&path);
+    let v = value(&ls[4]);
+    let mut rec: ExecutionRecord = serde_json::from_value(v.clone()).unwrap();
+    rec.success = false;
+    let (line, _) = chain::encode(
+        5,
+        v["ts"].as_str().unwrap(),
+        v["prev"].as_str().unwrap(),
+        &RecordRef::Execution(&rec),
+    )
+    .unwrap();
+    ls[4] = String::from_utf8(line).unwrap().trim_end().to_owned();
+    write_lines(&path, &ls);
+    let b = verify(d.path()).unwrap().broken.unwrap();
+    assert_eq!((b.line, b.seq), (6, Some(6)));
+    assert!(b.reason.starts_with("prev does not match"), "{}", b.reason);
+}
+
+#[test]
+fn a_deleted_line_is_detected() {
+    let d = TestDir::new();
+    let path = log_of(&d, 10).current_path();
+    let mut ls = lines(&path);
+    ls.remove(3);
+    write_lines(&path, &ls);
+    let b = verify(d.path()).unwrap().broken.unwrap();
+    assert_eq!((b.line, b.seq), (4, Some(5)));
+    assert!(b.reason.contains("seq 5 follows seq 3"), "{}", b.reason);
+    // Deleting the oldest records looks like rotation: the report says where the chain
+    // starts, and an operator who never rotated sees that it is not seq 1.
+    let d = TestDir::new();
+    let path = log_of(&d, 3).current_path();
+    let ls = lines(&path);
+    write_lines(&path, &ls[1..]);
+    let r = verify(d.path()).unwrap();
+    assert!(
+        r.is_ok() && !r.starts_at_genesis && r.first_seq == Some(2),
+        "{r}"
+    );
+    assert!(r.to_string().contains("the chain starts at seq 2"), "{r}");
+}
+
+#[test]
+fn swapped_lines_are_detected() {
+    let d = TestDir::new();
+    let path = log_of(&d, 10).current_path();
+    let mut ls = lines(&path);
+    ls.swap(6, 7);
+    write_lines(&path, &ls);
+    let b = verify(d.path()).unwrap().broken.unwrap();
+    assert_eq!((b.line, b.seq), (7, Some(8)));
+}
+
+#[test]
+fn a_swapped_rotated_file_is_detected() {
+    let d = TestDir::new();
+    let log = AuditLog::open(d.path(), small(1500, 5)).unwrap();
+    for i in 0..30 {
+        log.record_execution(&exec(&format!("e{i}"))).unwrap();
+    }
+    let (a, b) = (
+        d.path().join("audit.jsonl.1"),
+        d.path().join("audit.jsonl.2"),
+    );
+    let tmp = d.path().join("tmp");
+    std::fs::rename(&a, &tmp).unwrap();
+    std::fs::rename(&b, &a).unwrap();
+    std::fs::rename(&tmp, &b).unwrap();
+    let r = verify(d.path()).unwrap();
+    assert!(!r.is_ok(), "{r}");
+    // A whole rotated file removed from the middle is detected as well.
+    std::fs::remove_file(&b).unwrap();
+    assert!(!verify(d.path()).unwrap().is_ok());
+}
+
+#[test]
+fn a_cut_short_last_line_is_detected_and_refused_on_open() {
+    let d = TestDir::new();
+    let path = log_of(&d, 3).current_path();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    let b = verify(d.path()).unwrap().broken.unwrap();
+    assert_eq!(b.line, 3);
+    assert!(b.reason.contains("no newline"));
+    let err = AuditLog::open(d.path(), AuditOptions::default()).unwrap_err();
+    assert!(matches!(err, AuditError::DamagedTail { .. }), "{err}");
+    assert!(err.to_string().contains("audit verify"), "{err}");
+}
+
+#[test]
+fn an_edited_last_record_is_refused_on_open_until_moved_away() {
+    let d = TestDir::new();
+    let log = AuditLog::open(d.path(), small(1500, 5)).unwrap();
+    for i in 0..12 {
+        log.record_execution(&exec(&format!("e{i}"))).unwrap();
+    }
+    drop(log);
+    let path = d.path().join(CURRENT);
+    let mut ls = lines(&path);
+    let last = ls.len() - 1;
+    ls[last] = ls[last].replace("python", "pythoN");
+    write_lines(&path, &ls);
+    let err = AuditLog::open(d.path(), AuditOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("record edited"), "{err}");
+    // The operator moves the damaged file away: the log continues from audit.jsonl.1.
+    let away = TestDir::new();
+    std::fs::rename(&path, away.path().join("audit.jsonl.damaged")).unwrap();
+    let older = lines(&d.path().join("audit.jsonl.1"));
+    let last_kept = value(older.last().unwrap());
+    let log = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    assert_eq!(log.head().map(|h| h.seq), last_kept["seq"].as_u64());
+    log.record_execution(&exec("after")).unwrap();
+    assert!(verify(d.path()).unwrap().is_ok());
+    // The moved file can be checked on its own.
+    let r = verify(&away.path().join("audit.jsonl.damaged")).unwrap();
+    assert_eq!(r.files, 1);
+    assert!(!r.is_ok());
+}
+
+#[test]
+fn plaintext_is_absent_by_default() {
+    let d = TestDir::new();
+    let log = log_of(&d, 2);
+    let text = std::fs::read_to_string(log.current_path()).unwrap();
+    assert!(!text.contains("code of e0"), "{text}");
+    assert!(!text.contains("SECRET-TOKEN-42"), "{text}");
+    assert!(!text.contains("\"code\""));
+    assert!(!text.contains("\"arguments\""));
+    assert!(text.contains(&sha256_hex(b"print('code of e0')")));
+    assert!(verify(d.path()).unwrap().is_ok());
+}
+
+#[test]
+fn plaintext_is_written_when_opted_in() {
+    let d = TestDir::new();
+    let opts = AuditOptions {
+        include_plaintext: true,
+        ..Default::default()
+    };
+    let log = AuditLog::open(d.path(), opts).unwrap();
+    log.record_execution(&exec("e0")).unwrap();
+    log.record_tool_call(&call("e0", "mcp__a__b")).unwrap();
+    let ls = lines(&log.current_path());
+    assert_eq!(value(&ls[0])["code"], "print('code of e0')");
+    assert_eq!(value(&ls[1])["arguments"]["token"], "SECRET-TOKEN-42");
+    assert!(verify(d.path()).unwrap().is_ok());
+}
+
+#[test]
+fn concurrent_writers_produce_one_valid_chain() {
+    let d = TestDir::new();
+    let log = Arc::new(AuditLog::open(d.path(), small(20_000, 100)).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    if i % 2 == 0 {
+                        log.record_execution(&exec(&format!("t{t}-{i}"))).unwrap();
+                    } else {
+                        log.record_tool_call(&call(&format!("t{t}-{i}"), "mcp__x__y"))
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let r = verify(d.path()).unwrap();
+    assert!(r.is_ok(), "{r}");
+    assert_eq!((r.records, r.last_seq), (400, Some(400)));
+    assert!(r.files > 1, "expected rotation under load");
+}
+
+#[test]
+fn a_record_is_on_disk_when_record_returns() {
+    let d = TestDir::new();
+    let log = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    for i in 0..3 {
+        log.record_execution(&exec(&format!("exec-{i}"))).unwrap();
+        // Another reader, as after a crash of this process, sees it at once.
+        let text = std::fs::read_to_string(d.path().join(CURRENT)).unwrap();
+        assert!(text.contains(&format!("\"executionId\":\"exec-{i}\"")));
+        let other = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+        assert_eq!(other.head(), log.head());
+    }
+}
+
+#[test]
+fn fsync_mode_writes_a_valid_chain() {
+    let d = TestDir::new();
+    let opts = AuditOptions {
+        fsync: true,
+        ..small(1000, 3)
+    };
+    let log = AuditLog::open(d.path(), opts).unwrap();
+    for i in 0..10 {
+        log.record_execution(&exec(&format!("e{i}"))).unwrap();
+    }
+    assert!(verify(d.path()).unwrap().is_ok());
+}
+
+#[test]
+fn directory_and_files_are_private() {
+    let d = TestDir::new();
+    let dir = d.path().join("state/code-executor-mcp");
+    let log = AuditLog::open(&dir, small(500, 3)).unwrap();
+    for i in 0..5 {
+        log.record_execution(&exec(&format!("e{i}"))).unwrap();
+    }
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(CURRENT)), 0o600);
+    assert_eq!(mode(&dir.join("audit.jsonl.1")), 0o600);
+}
+
+#[test]
+fn a_head_kept_elsewhere_detects_truncation_and_rewriting() {
+    let d = TestDir::new();
+    let log = log_of(&d, 10);
+    let head = log.head().unwrap();
+    drop(log);
+    let r = verify_with_head(d.path(), Some(&head)).unwrap();
+    assert!(r.is_ok() && r.head_matched == Some(true), "{r}");
+    assert!(r.to_string().ends_with("; matches the known head"));
+
+    // Removing the two newest records leaves a valid, shorter chain ...
+    let path = d.path().join(CURRENT);
+    let ls = lines(&path);
+    write_lines(&path, &ls[..8]);
+    assert!(verify(d.path()).unwrap().is_ok());
+    // ... which only the head exposes.
+    let r = verify_with_head(d.path(), Some(&head)).unwrap();
+    let b = r.broken.clone().unwrap();
+    assert_eq!((b.line, b.seq), (9, Some(10)));
+    assert!(b.reason.contains("the newest records were removed"), "{r}");
+
+    // Rewriting from record 5 on with recomputed hashes: the chain holds, the head not.
+    let mut prev = value(&ls[3])["hash"].as_str().unwrap().to_owned();
+    let mut rewritten = ls[..4].to_vec();
+    for (i, l) in ls.iter().enumerate().skip(4) {
+        let v = value(l);
+        let (line, hash) = if v["kind"] == "execution" {
+            let mut rec: ExecutionRecord = serde_json::from_value(v.clone()).unwrap();
+            rec.success = false;
+            chain::encode(
+                i as u64 + 1,
+                "2020-01-01T00:00:00.000Z",
+                &prev,
+                &RecordRef::Execution(&rec),
+            )
+        } else {
+            let rec: ToolCallRecord = serde_json::from_value(v.clone()).unwrap();
+            chain::encode(
+                i as u64 + 1,
+                "2020-01-01T00:00:00.000Z",
+                &prev,
+                &RecordRef::ToolCall(&rec),
+            )
+        }
+        .unwrap();
+        rewritten.push(String::from_utf8(line).unwrap().trim_end().to_owned());
+        prev = hash;
+    }
+    write_lines(&path, &rewritten);
+    assert!(verify(d.path()).unwrap().is_ok());
+    let r = verify_with_head(d.path(), Some(&head)).unwrap();
+    assert_eq!(r.head_matched, Some(false));
+    assert_eq!(r.broken.unwrap().line, 10);
+
+    // A head older than the oldest record present cannot be checked.
+    let old = Head {
+        seq: 10,
+        hash: head.hash.clone(),
+    };
+    let d2 = TestDir::new();
+    let log = AuditLog::open(d2.path(), small(600, 2)).unwrap();
+    for i in 0..40 {
+        log.record_execution(&exec(&format!("e{i}"))).unwrap();
+    }
+    let r = verify_with_head(d2.path(), Some(&old)).unwrap();
+    assert!(r.is_ok() && r.head_matched.is_none(), "{r}");
+}
+
+#[test]
+fn verify_needs_a_log() {
+    let d = TestDir::new();
+    assert!(matches!(verify(d.path()), Err(AuditError::NoLog { .. })));
+    assert!(matches!(
+        verify(&d.path().join("missing")),
+        Err(AuditError::Io { .. })
+    ));
+    // A fresh log with no records yet is fine.
+    let _log = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    let r = verify(d.path()).unwrap();
+    assert_eq!(r.to_string(), "ok: 0 records in 1 file");
+}
+
+#[test]
+fn a_genesis_record_must_be_seq_one() {
+    let d = TestDir::new();
+    let rec = exec("x");
+    let (line, _) = chain::encode(
+        4,
+        "2020-01-01T00:00:00.000Z",
+        GENESIS,
+        &RecordRef::Execution(&rec),
+    )
+    .unwrap();
+    std::fs::write(d.path().join(CURRENT), line).unwrap();
+    let b = verify(d.path()).unwrap().broken.unwrap();
+    assert!(b.reason.contains("expected 1"), "{}", b.reason);
+}
+
+#[test]
+fn head_parses_and_prints_as_seq_colon_hash() {
+    let h = Head {
+        seq: 42,
+        hash: sha256_hex(b"x"),
+    };
+    assert_eq!(h.to_string().parse::<Head>(), Ok(h.clone()));
+    for bad in [
+        "",
+        "42",
+        "42:",
+        ":abc",
+        "0:".to_owned().as_str(),
+        "x:0000000000000000000000000000000000000000000000000000000000000000",
+        "1:000000000000000000000000000000000000000000000000000000000000000",
+        "1:000000000000000000000000000000000000000000000000000000000000000G",
+        "1:0000000000000000000000000000000000000000000000000000000000000000:",
+        "0:0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        assert!(bad.parse::<Head>().is_err(), "{bad}");
+    }
+    assert_eq!(
+        sha256_hex(b""),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+}
+
+#[test]
+fn default_dir_follows_xdg() {
+    let d =
+        |x: Option<&str>, h: Option<&str>| default_dir_from(x.map(Into::into), h.map(Into::into));
+    assert_eq!(
+        d(Some("/s"), Some("/h")),
+        PathBuf::from("/s/code-executor-mcp")
+    );
+    assert_eq!(
+        d(None, Some("/h")),
+        PathBuf::from("/h/.local/state/code-executor-mcp")
+    );
+    assert_eq!(
+        d(Some("rel"), Some("/h")),
+        PathBuf::from("/h/.local/state/code-executor-mcp")
+    );
+    assert_eq!(
+        d(Some(""), None),
+        PathBuf::from("/var/lib/code-executor-mcp")
+    );
+    assert!(default_dir().is_absolute());
+}
+
+#[test]
+fn timestamps_are_rfc3339_utc() {
+    let at = |s: u64, ms: u64| {
+        rfc3339_utc(UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms))
+    };
+    assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+    assert_eq!(at(1_234_567_890, 123), "2009-02-13T23:31:30.123Z");
+    assert_eq!(at(1_709_210_096, 999), "2024-02-29T12:34:56.999Z");
+    assert_eq!(at(253_402_300_799, 0), "9999-12-31T23:59:59.000Z");
+    assert_eq!(
+        rfc3339_utc(UNIX_EPOCH - Duration::from_secs(5)),
+        "1970-01-01T00:00:00.000Z"
+    );
+}
+
+#[test]
+#[ignore = "timing, run by hand"]
+fn bench_10k_records() {
+    let d = TestDir::new();
+    let log = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    let recs: Vec<ExecutionRecord> = (0..10_000).map(|i| exec(&format!("e{i:05}"))).collect();
+    let t = std::time::Instant::now();
+    for r in &recs {
+        log.record_execution(r).unwrap();
+    }
+    let el = t.elapsed();
+    eprintln!("BENCH 10k: {el:?} = {:?}/record", el / 10_000);
+}
