@@ -107,6 +107,7 @@ pub async fn check_all(sandbox: &Sandbox) -> Vec<Check> {
     });
     out.push(check_socket_base(&sandbox.settings().socket_base));
     out.push(check_grant_roots(&sandbox.settings().grants.allowed_roots));
+    out.push(check_audit(sandbox.settings()));
     out.push(whoami());
     if health.images.iter().all(|i| i.present) {
         for (language, code) in [
@@ -286,6 +287,54 @@ fn check_grant_roots(roots: &[std::path::PathBuf]) -> Check {
             Status::Fail,
             format!("not directories: {}", missing.join(", ")),
         )
+    }
+}
+
+/// The audit directory exists (or can be made) and takes a write.
+fn check_audit(settings: &crate::config::Settings) -> Check {
+    if !settings.audit.enabled {
+        return check(
+            "audit log",
+            Status::Warn,
+            "turned off (audit.enabled = false): executions leave no record",
+        );
+    }
+    let dir = settings
+        .audit
+        .dir
+        .clone()
+        .unwrap_or_else(crate::audit::default_dir);
+    let probe = dir.join(format!(".doctor-{}", std::process::id()));
+    let result = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&probe, b"probe"))
+        .and_then(|()| std::fs::remove_file(&probe));
+    match result {
+        Ok(()) => match crate::audit::verify(&dir) {
+            Ok(report) if report.is_ok() => check(
+                "audit log",
+                Status::Ok,
+                format!("{} writable; {report}", dir.display()),
+            ),
+            Ok(report) => check(
+                "audit log",
+                Status::Fail,
+                format!("{}: {report}", dir.display()),
+            ),
+            Err(crate::audit::AuditError::NoLog { .. }) => check(
+                "audit log",
+                Status::Ok,
+                format!("{} writable; no records yet", dir.display()),
+            ),
+            Err(e) => check("audit log", Status::Fail, format!("{}: {e}", dir.display())),
+        },
+        Err(e) => check(
+            "audit log",
+            Status::Fail,
+            format!(
+                "{} is not writable: {e} (set CODE_EXECUTOR_AUDIT_DIR)",
+                dir.display()
+            ),
+        ),
     }
 }
 

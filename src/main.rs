@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
+use code_executor_mcp::audit::{AuditLog, AuditOptions};
 use code_executor_mcp::config::{Settings, VERSION};
 use code_executor_mcp::doctor;
 use code_executor_mcp::downstream::{config::load_servers_from_env, DownstreamPool};
@@ -64,6 +65,11 @@ enum Command {
     },
     /// Check the deployment: engine, images, seccomp, AppArmor, a trial execution.
     Doctor,
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Exit 0 when a `serve --http` server answers /healthz (for container health checks).
     Healthcheck {
         /// The server's address.
@@ -72,12 +78,29 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Check the hash chain; report the first broken link. Exit 1 when broken.
+    Verify {
+        /// The audit directory or one of its files (default: the configured directory).
+        path: Option<PathBuf>,
+        /// The last record's `SEQ:HASH` as the server logged it, to detect truncation.
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<String>,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     // `run` and `doctor` talk to a person: only warnings unless asked.
     let quiet = matches!(
         cli.command,
-        Some(Command::Run { .. } | Command::Doctor | Command::Healthcheck { .. })
+        Some(
+            Command::Run { .. }
+                | Command::Doctor
+                | Command::Healthcheck { .. }
+                | Command::Audit { .. }
+        )
     );
     init_tracing(if quiet {
         "warn"
@@ -106,6 +129,9 @@ fn main() {
             } => run_file(file, timeout_ms, memory_mb, stdin_file, allowed_tools).await,
             Command::Doctor => doctor_command().await,
             Command::Healthcheck { addr } => healthcheck(&addr).await,
+            Command::Audit {
+                action: AuditAction::Verify { path, head },
+            } => audit_verify(path, head),
         }
     });
     match code {
@@ -136,7 +162,12 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
         None => None,
     };
     let downstream = start_downstream()?;
-    let sandbox = Arc::new(Sandbox::new(settings, downstream.clone()));
+    let audit = open_audit(&settings)?;
+    let mut sandbox = Sandbox::new(settings, downstream.clone());
+    if let Some(log) = audit.clone() {
+        sandbox = sandbox.with_audit(log);
+    }
+    let sandbox = Arc::new(sandbox);
     if let Err(e) = sandbox.grant_roots() {
         anyhow::bail!("{e}");
     }
@@ -180,6 +211,10 @@ async fn serve(http: Option<String>) -> anyhow::Result<()> {
     };
     sandbox.shutdown(SHUTDOWN_GRACE).await;
     downstream.shutdown().await;
+    if let Some(head) = audit.as_ref().and_then(|log| log.head()) {
+        // Keep this elsewhere: `audit verify --head` then also detects a cut-off tail.
+        tracing::info!(head = %head, "audit log head at shutdown");
+    }
     served
 }
 
@@ -427,6 +462,57 @@ async fn doctor_command() -> anyhow::Result<i32> {
         println!("\nSome checks failed: fix them (the lines above say how) and run `code-executor-mcp doctor` again.");
     }
     Ok(i32::from(failed))
+}
+
+/// The audit directory the settings name (default under `$XDG_STATE_HOME`).
+fn audit_dir(settings: &Settings) -> PathBuf {
+    settings
+        .audit
+        .dir
+        .clone()
+        .unwrap_or_else(code_executor_mcp::audit::default_dir)
+}
+
+/// Opens the audit log when it is on; a log that cannot be opened stops the server.
+fn open_audit(settings: &Settings) -> anyhow::Result<Option<Arc<AuditLog>>> {
+    if !settings.audit.enabled {
+        tracing::warn!("audit log turned off (audit.enabled = false)");
+        return Ok(None);
+    }
+    let dir = audit_dir(settings);
+    let a = &settings.audit;
+    let log = AuditLog::open(
+        &dir,
+        AuditOptions {
+            max_file_bytes: a.max_file_bytes,
+            max_files: a.max_files,
+            include_plaintext: a.include_plaintext,
+            fsync: a.fsync,
+        },
+    )
+    .with_context(|| {
+        format!(
+            "opening the audit log in {} (set CODE_EXECUTOR_AUDIT_DIR, or audit.enabled = false)",
+            dir.display()
+        )
+    })?;
+    tracing::info!(dir = %dir.display(), head = %log.head().map(|h| h.to_string()).unwrap_or_else(|| "empty".into()), "audit log open");
+    Ok(Some(Arc::new(log)))
+}
+
+fn audit_verify(path: Option<PathBuf>, head: Option<String>) -> anyhow::Result<i32> {
+    let path = match path {
+        Some(p) => p,
+        None => audit_dir(&Settings::load().context("loading settings")?),
+    };
+    let head = head
+        .map(|h| h.parse::<code_executor_mcp::audit::Head>())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--head must be SEQ:HASH as the server logged it: {e}"))?;
+    let report = code_executor_mcp::audit::verify_with_head(&path, head.as_ref())
+        .with_context(|| format!("verifying {}", path.display()))?;
+    println!("{report}");
+    Ok(i32::from(!report.is_ok()))
 }
 
 async fn healthcheck(addr: &str) -> anyhow::Result<i32> {

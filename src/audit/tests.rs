@@ -118,7 +118,15 @@ fn rotation_keeps_the_chain_and_deletes_the_oldest() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]);
+    assert_eq!(
+        names,
+        [
+            "audit.jsonl",
+            "audit.jsonl.1",
+            "audit.jsonl.2",
+            "audit.lock"
+        ]
+    );
     for n in &names {
         let size = std::fs::metadata(d.path().join(n)).unwrap().len();
         assert!(size <= 3000, "{n}: {size}");
@@ -153,7 +161,12 @@ fn max_files_one_keeps_only_the_current_file() {
     for i in 0..20 {
         log.record_execution(&exec(&format!("e{i}"))).unwrap();
     }
-    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    let mut names: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [CURRENT, files::LOCK]);
     let r = verify(d.path()).unwrap();
     assert!(r.is_ok() && r.last_seq == Some(20), "{r}");
 }
@@ -443,6 +456,7 @@ fn directory_and_files_are_private() {
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join(CURRENT)), 0o600);
     assert_eq!(mode(&dir.join("audit.jsonl.1")), 0o600);
+    assert_eq!(mode(&dir.join(files::LOCK)), 0o600);
 }
 
 #[test]
@@ -610,15 +624,244 @@ fn timestamps_are_rfc3339_utc() {
 }
 
 #[test]
+fn std_file_lock_is_per_open_file_description() {
+    // What the writers rely on: `File::lock` is `flock`, so two `open`s of the lock file
+    // exclude each other even in one process (two `AuditLog`s behave like two processes),
+    // and closing another descriptor of the file does not drop the lock (as it would with
+    // `fcntl` locks, which belong to the process).
+    let d = TestDir::new();
+    let path = d.path().join(files::LOCK);
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap()
+    };
+    let log = Arc::new(AuditLog::open(d.path(), AuditOptions::default()).unwrap());
+    let (a, b) = (open(), open());
+    a.lock().unwrap();
+    assert!(matches!(
+        b.try_lock(),
+        Err(std::fs::TryLockError::WouldBlock)
+    ));
+    drop(open());
+    assert!(matches!(
+        b.try_lock(),
+        Err(std::fs::TryLockError::WouldBlock)
+    ));
+    // Whoever holds the lock keeps the writers of the directory waiting.
+    let writer = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || log.record_execution(&exec("waits")).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!writer.is_finished(), "appended without the lock");
+    assert!(lines(&log.current_path()).is_empty());
+    // Closing the holder's file releases the lock, as a crash of its process would.
+    drop(a);
+    writer.join().unwrap();
+    b.try_lock().unwrap();
+    b.unlock().unwrap();
+    assert_eq!(lines(&log.current_path()).len(), 1);
+}
+
+/// Records of the same length (ids of fixed width), each line within a byte or two of
+/// the others as long as `seq` keeps its number of digits.
+fn fixed(i: usize) -> ExecutionRecord {
+    exec(&format!("e{i:04}"))
+}
+
+#[test]
+fn writers_on_one_directory_follow_each_other_and_rotate_once() {
+    let d = TestDir::new();
+    let probe = TestDir::new();
+    let len = {
+        let log = AuditLog::open(probe.path(), AuditOptions::default()).unwrap();
+        log.record_execution(&fixed(0)).unwrap();
+        std::fs::metadata(log.current_path()).unwrap().len()
+    };
+    // Three records fit in a file, four do not.
+    let opts = small(3 * (len + 1), 100);
+    // Both open before anything is written: each one's idea of the head goes stale.
+    let a = AuditLog::open(d.path(), opts.clone()).unwrap();
+    let b = AuditLog::open(d.path(), opts).unwrap();
+    for i in 0..30 {
+        let w = if i % 3 == 0 { &b } else { &a };
+        w.record_execution(&fixed(i)).unwrap();
+        assert_eq!(w.head().unwrap().seq, i as u64 + 1);
+    }
+    assert_eq!(a.head().unwrap().seq, 30);
+    // b last wrote seq 28: an older head, but still one `verify_with_head` accepts.
+    let old = b.head().unwrap();
+    assert_eq!(old.seq, 28);
+    let r = verify_with_head(d.path(), Some(&old)).unwrap();
+    assert_eq!(r.head_matched, Some(true), "{r}");
+    let r = verify(d.path()).unwrap();
+    assert!(r.is_ok() && r.starts_at_genesis, "{r}");
+    assert_eq!((r.records, r.last_seq, r.files), (30, Some(30), 10));
+    // No writer rotated a file another had just rotated: every file is full.
+    for (n, path) in files::rotated(d.path()).unwrap() {
+        assert_eq!(lines(&path).len(), 3, "audit.jsonl.{n}");
+    }
+    assert_eq!(lines(&a.current_path()).len(), 3);
+}
+
+#[test]
+fn a_writer_continues_after_another_writers_cut_short_rotation() {
+    let d = TestDir::new();
+    let a = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    let b = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    a.record_execution(&exec("a1")).unwrap();
+    b.record_execution(&exec("b1")).unwrap();
+    // Another writer died between renaming audit.jsonl to .1 and creating the new file.
+    std::fs::rename(d.path().join(CURRENT), d.path().join("audit.jsonl.1")).unwrap();
+    a.record_execution(&exec("a2")).unwrap();
+    b.record_execution(&exec("b2")).unwrap();
+    let r = verify(d.path()).unwrap();
+    assert!(r.is_ok(), "{r}");
+    assert_eq!((r.files, r.records, r.last_seq), (2, 4, Some(4)));
+    // A damaged record written by another writer stops the others, as on open.
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(d.path().join(CURRENT))
+        .unwrap();
+    f.write_all(b"{\"seq\":5,").unwrap();
+    let err = a.record_execution(&exec("a3")).unwrap_err();
+    assert!(matches!(err, AuditError::DamagedTail { .. }), "{err}");
+    assert!(
+        a.record_execution(&exec("a3")).is_err(),
+        "retried on a stale head"
+    );
+    // a last wrote seq 3; the failed appends left its state alone.
+    assert_eq!(a.head().unwrap().seq, 3);
+}
+
+#[test]
+fn two_writers_with_threads_keep_one_chain_across_rotation() {
+    let d = TestDir::new();
+    // Two `AuditLog`s on one directory stand in for two server processes: each has its
+    // own open file description of audit.lock, so they exclude each other as processes do
+    // (see `std_file_lock_is_per_open_file_description`).
+    let opts = small(4000, 1000);
+    let logs = [
+        Arc::new(AuditLog::open(d.path(), opts.clone()).unwrap()),
+        Arc::new(AuditLog::open(d.path(), opts).unwrap()),
+    ];
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let log = Arc::clone(&logs[t % 2]);
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    if i % 3 == 0 {
+                        log.record_tool_call(&call(&format!("t{t}-{i}"), "mcp__x__y"))
+                            .unwrap();
+                    } else {
+                        log.record_execution(&exec(&format!("t{t}-{i}"))).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let r = verify(d.path()).unwrap();
+    assert!(r.is_ok() && r.starts_at_genesis, "{r}");
+    assert_eq!((r.records, r.last_seq), (360, Some(360)));
+    assert!(r.files > 10, "expected rotation under load: {r}");
+    let newest = logs.iter().filter_map(|l| l.head()).max_by_key(|h| h.seq);
+    assert_eq!(newest.map(|h| h.hash), r.head_hash);
+    for (n, path) in files::rotated(d.path()).unwrap() {
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= 4000, "audit.jsonl.{n}: {size}");
+    }
+}
+
+const CHILD_DIR_ENV: &str = "CEM_AUDIT_TEST_CHILD_DIR";
+const CHILD_RECORDS: usize = 150;
+
+/// The body of `separate_processes_keep_one_chain`'s child processes; does nothing when
+/// run on its own.
+#[test]
+#[ignore = "run as a child process by separate_processes_keep_one_chain"]
+fn child_process_writer() {
+    let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else {
+        return;
+    };
+    let log = AuditLog::open(Path::new(&dir), small(5000, 1000)).unwrap();
+    for i in 0..CHILD_RECORDS {
+        log.record_execution(&exec(&format!("p{}-{i}", std::process::id())))
+            .unwrap();
+    }
+}
+
+#[test]
+fn separate_processes_keep_one_chain() {
+    let d = TestDir::new();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "audit::tests::child_process_writer",
+                    "--ignored",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_DIR_ENV, d.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let log = AuditLog::open(d.path(), small(5000, 1000)).unwrap();
+    for i in 0..CHILD_RECORDS {
+        log.record_tool_call(&call(&format!("parent-{i}"), "mcp__x__y"))
+            .unwrap();
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let r = verify(d.path()).unwrap();
+    assert!(r.is_ok() && r.starts_at_genesis, "{r}");
+    let total = 3 * CHILD_RECORDS as u64;
+    assert_eq!((r.records, r.last_seq), (total, Some(total)));
+    assert!(r.files > 1, "expected rotation: {r}");
+}
+
+/// `cargo nextest run --lib audit::tests::cost --run-ignored only --no-capture`
+#[test]
 #[ignore = "timing, run by hand"]
-fn bench_10k_records() {
+fn cost_per_record() {
+    let recs: Vec<ExecutionRecord> = (0..10_000).map(fixed).collect();
     let d = TestDir::new();
     let log = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
-    let recs: Vec<ExecutionRecord> = (0..10_000).map(|i| exec(&format!("e{i:05}"))).collect();
     let t = std::time::Instant::now();
     for r in &recs {
         log.record_execution(r).unwrap();
     }
-    let el = t.elapsed();
-    eprintln!("BENCH 10k: {el:?} = {:?}/record", el / 10_000);
+    let alone = t.elapsed() / 10_000;
+    // Two writers taking turns: every append re-reads the head from disk.
+    let d = TestDir::new();
+    let a = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    let b = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
+    let t = std::time::Instant::now();
+    for (i, r) in recs.iter().enumerate() {
+        if i % 2 == 0 { &a } else { &b }
+            .record_execution(r)
+            .unwrap();
+    }
+    let turns = t.elapsed() / 10_000;
+    assert!(verify(d.path()).unwrap().is_ok());
+    eprintln!("per record: one writer {alone:?}, two writers taking turns {turns:?}");
 }

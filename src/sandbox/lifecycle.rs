@@ -223,6 +223,30 @@ impl PreparedContainer {
         &self.guard.id
     }
 
+    /// The container's mounts as the engine reports them (`docker inspect`).
+    pub fn mounts(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<bollard::models::MountPoint>, SandboxError>>
+           + Send
+           + 'static {
+        let docker = self.docker.clone();
+        let id = self.guard.id.clone();
+        async move {
+            let inspected = docker
+                .inspect_container(
+                    &id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+                .map_err(|source| SandboxError::Docker {
+                    action: "inspect container",
+                    target: id.clone(),
+                    source,
+                })?;
+            Ok(inspected.mounts.unwrap_or_default())
+        }
+    }
+
     /// How long ago the container was started.
     pub fn age(&self) -> Duration {
         self.prepared_at.elapsed()

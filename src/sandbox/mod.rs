@@ -29,12 +29,16 @@ use protocol::Secrets;
 use reaper::Owner;
 use spec::{container_spec, SpecInput};
 
+use crate::audit::{AuditLimits, AuditLog, AuditPermissions, ExecutionRecord, ToolCallCount};
 use crate::config::Settings;
+use crate::egress::EgressLimits;
 use crate::metrics::Metrics;
+use crate::outcome::EgressUse;
 use crate::outcome::ExecutionResult;
-use crate::policy::mounts::GrantRoots;
+use crate::policy::mounts::{self, Grant, GrantError, GrantRoots};
+use crate::policy::net::SystemResolver;
 use crate::proxy::socket_dir::SocketDir;
-use crate::proxy::{ExecState, ProxyConfig, ProxyError, ProxySummary, ToolBackend};
+use crate::proxy::{AuditContext, ExecState, ProxyConfig, ProxyError, ProxySummary, ToolBackend};
 use crate::request::{ExecutionRequest, Language, RequestPolicy};
 
 /// Errors of the sandbox machinery (not of the user's code, which is a normal result).
@@ -65,6 +69,10 @@ pub enum SandboxError {
     ShuttingDown,
     #[error("{0}")]
     Isolation(#[from] isolation::IsolationError),
+    #[error("host path grant: {0}; the execution was stopped before the code ran")]
+    Grant(#[from] GrantError),
+    #[error("egress proxy: {0}")]
+    Egress(#[from] crate::egress::EgressError),
 }
 
 /// The state of the sandbox machinery, for `health` and `doctor`.
@@ -93,6 +101,17 @@ pub struct ImageHealth {
     pub image: String,
     pub present: bool,
     pub error: Option<String>,
+}
+
+/// File name of the egress proxy's socket in an execution's socket directory.
+pub const EGRESS_SOCKET_NAME: &str = "egress.sock";
+
+/// What the audit record of an execution needs beyond its request and result.
+#[derive(Debug, Default)]
+struct AuditTrace {
+    execution_id: String,
+    container_id: String,
+    refusals: Vec<String>,
 }
 
 /// Counts an execution as running (gauge and drain counter) for as long as it lives.
@@ -135,6 +154,52 @@ pub struct Sandbox {
     draining: std::sync::atomic::AtomicBool,
     isolation: tokio::sync::OnceCell<Isolation>,
     grant_roots: std::sync::OnceLock<Result<GrantRoots, String>>,
+    audit: Option<Arc<AuditLog>>,
+    image_ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// What an execution may reach beyond a plain sandbox: host paths and egress.
+#[derive(Debug, Clone, Default)]
+struct Access {
+    grants: Vec<Grant>,
+    /// The call's `permissions.net` entries, when egress is granted.
+    egress_hosts: Option<Vec<String>>,
+}
+
+impl Access {
+    fn of(request: &ExecutionRequest) -> Self {
+        Self {
+            grants: request.grants.clone(),
+            egress_hosts: request
+                .net
+                .as_ref()
+                .map(|_| request.permissions.net.clone()),
+        }
+    }
+
+    /// Deno's command line when it needs more than the image's entrypoint grants.
+    fn deno_entrypoint(&self) -> Option<Vec<String>> {
+        if self.grants.is_empty() && self.egress_hosts.is_none() {
+            return None;
+        }
+        let read: Vec<&str> = self
+            .grants
+            .iter()
+            .filter(|g| !g.writable)
+            .filter_map(|g| g.path.to_str())
+            .collect();
+        let write: Vec<&str> = self
+            .grants
+            .iter()
+            .filter(|g| g.writable)
+            .filter_map(|g| g.path.to_str())
+            .collect();
+        Some(spec::deno_command(
+            &read,
+            &write,
+            self.egress_hosts.as_deref(),
+        ))
+    }
 }
 
 impl std::fmt::Debug for dyn ToolBackend {
@@ -163,7 +228,20 @@ impl Sandbox {
             shutdown: CancellationToken::new(),
             isolation: tokio::sync::OnceCell::new(),
             grant_roots: std::sync::OnceLock::new(),
+            audit: None,
+            image_ids: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Writes one audit record per execution (and the proxy one per tool call) to `log`.
+    pub fn with_audit(mut self, log: Arc<AuditLog>) -> Self {
+        self.audit = Some(log);
+        self
+    }
+
+    /// The audit log, when it is on.
+    pub fn audit(&self) -> Option<&Arc<AuditLog>> {
+        self.audit.as_ref()
     }
 
     /// The operator's grant roots, canonicalised once. Never grantable besides the fixed
@@ -268,6 +346,26 @@ impl Sandbox {
         events: Option<UnboundedSender<OutputChunk>>,
         cancel: CancellationToken,
     ) -> Result<ExecutionResult, SandboxError> {
+        let warnings = crate::policy::patterns::scan(request.language.as_str(), &request.code);
+        let mut trace = AuditTrace::default();
+        let mut outcome = self
+            .execute_inner(request, events, cancel, &mut trace)
+            .await;
+        if let Ok(result) = &mut outcome {
+            result.warnings = warnings.clone();
+        }
+        self.write_audit(request, &outcome, trace, warnings).await;
+        outcome
+    }
+
+    async fn execute_inner(
+        &self,
+        request: &ExecutionRequest,
+        events: Option<UnboundedSender<OutputChunk>>,
+        cancel: CancellationToken,
+        trace: &mut AuditTrace,
+    ) -> Result<ExecutionResult, SandboxError> {
+        trace.execution_id = uuid::Uuid::new_v4().simple().to_string();
         if self.shutdown.is_cancelled() || self.draining.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(SandboxError::ShuttingDown);
         }
@@ -289,7 +387,12 @@ impl Sandbox {
         let language = request.language.as_str();
         let _running = Running::start(self);
         let t0 = Instant::now();
-        let warm = if request.memory_mb == self.settings.limits.memory_mb {
+        // Grants and egress change the container's mounts, environment and (for Deno)
+        // command line: such an execution gets a container made for it.
+        let access = Access::of(request);
+        let warm = if request.memory_mb == self.settings.limits.memory_mb
+            && !request.needs_own_container()
+        {
             self.pool.take(request.language, self.pool_max_age())
         } else {
             None
@@ -298,7 +401,7 @@ impl Sandbox {
         let fresh = match warm {
             Some(fresh) => fresh,
             None => tokio::select! {
-                fresh = self.fresh_container(request.language, request.memory_mb, false) => fresh?,
+                fresh = self.fresh_container(request.language, request.memory_mb, false, &access, Some(trace.execution_id.clone())) => fresh?,
                 _ = stop.cancelled() => return Err(SandboxError::Cancelled),
             },
         };
@@ -310,6 +413,8 @@ impl Sandbox {
             execution_id,
         } = fresh;
         tracing::debug!(execution = %execution_id, container = %prepared.id(), warm_start, ms = t0.elapsed().as_millis() as u64, "container ready");
+        trace.execution_id = execution_id.clone();
+        trace.container_id = prepared.id().to_owned();
         let secrets = Secrets::generate();
         let proxy_state = ExecState::new(
             secrets.token.clone(),
@@ -319,10 +424,33 @@ impl Sandbox {
                 max_calls: self.settings.tools.max_calls_per_execution,
                 calls_per_second: self.settings.tools.calls_per_second,
                 burst: self.settings.tools.calls_per_second,
+                ssrf_guard: self.settings.tools.ssrf_guard,
+                ssrf_exempt: self.settings.tools.ssrf_guard_exempt.clone(),
                 ..ProxyConfig::default()
             },
         );
+        let proxy_state = match &self.audit {
+            Some(log) => proxy_state.with_audit(AuditContext {
+                log: log.clone(),
+                execution_id: execution_id.clone(),
+                client: request.client.clone(),
+            }),
+            None => proxy_state,
+        };
         let proxy = crate::proxy::serve(&socket_dir.socket(), Arc::new(proxy_state))?;
+        // The egress proxy listens before the code runs (the runner checks its socket).
+        let egress = match &request.net {
+            Some(policy) => Some(crate::egress::serve(
+                &socket_dir.path().join(EGRESS_SOCKET_NAME),
+                Arc::new(policy.clone()),
+                Arc::new(SystemResolver),
+                EgressLimits {
+                    max_bytes: self.settings.egress.max_bytes,
+                    ..EgressLimits::default()
+                },
+            )?),
+            None => None,
+        };
         let run = prepared
             .run(
                 RunInput {
@@ -342,6 +470,10 @@ impl Sandbox {
             self.refill.notify_waiters();
         }
         let tools = proxy.stop().await;
+        let egress = match egress {
+            Some(handle) => Some(handle.stop().await),
+            None => None,
+        };
         let mut result = ExecutionResult::from_run(
             run,
             execution_id,
@@ -350,6 +482,21 @@ impl Sandbox {
             request.memory_mb,
         );
         self.record_metrics(&result, &tools);
+        if let Some(e) = egress {
+            if !e.refusals.is_empty() {
+                self.metrics.refusals("egress", e.refusals.len() as u64);
+            }
+            trace.refusals.extend(e.refusals.iter().cloned());
+            result.egress = Some(EgressUse {
+                connections: e.connections,
+                bytes_up: e.bytes_up,
+                bytes_down: e.bytes_down,
+                refusals: e.refusals,
+            });
+        }
+        for (kind, count) in &tools.refusals {
+            trace.refusals.push(format!("tool proxy: {kind} x{count}"));
+        }
         result.tool_calls_made = tools.calls;
         result.tool_call_summary = tools.per_tool;
         result.warm_start = warm_start;
@@ -369,6 +516,93 @@ impl Sandbox {
             "execution finished"
         );
         Ok(result)
+    }
+
+    /// Writes the execution's audit record (when the log is on). A write failure is
+    /// logged, never hidden from the operator, but does not fail the user's execution.
+    async fn write_audit(
+        &self,
+        request: &ExecutionRequest,
+        outcome: &Result<ExecutionResult, SandboxError>,
+        mut trace: AuditTrace,
+        warnings: Vec<String>,
+    ) {
+        let Some(log) = &self.audit else { return };
+        let image = self.image_for(request.language).to_owned();
+        let isolation = self.isolation().await.ok();
+        let mut record = ExecutionRecord {
+            execution_id: trace.execution_id.clone(),
+            client: Some(request.client.clone()),
+            language: request.language.as_str().to_owned(),
+            allowed_tools: request.allowed_tools.clone(),
+            permissions: AuditPermissions {
+                read: request.permissions.read.clone(),
+                write: request.permissions.write.clone(),
+                net: request.permissions.net.clone(),
+            },
+            limits: AuditLimits {
+                memory_mb: request.memory_mb,
+                timeout_ms: request.timeout.as_millis() as u64,
+                cpus: self.settings.limits.cpus,
+                pids: self.settings.limits.pids.max(0) as u64,
+            },
+            runtime: isolation.map(|i| i.runtime.clone()).unwrap_or_default(),
+            apparmor: isolation.and_then(|i| i.apparmor_profile.clone()),
+            image_id: self.image_id(&image).await.unwrap_or(image),
+            container_id: std::mem::take(&mut trace.container_id),
+            warnings,
+            ..ExecutionRecord::default()
+        }
+        .with_code(&request.code);
+        match outcome {
+            Ok(r) => {
+                record.exit_code = r.exit_code;
+                record.duration_ms = r.execution_time_ms;
+                record.timed_out = r.timed_out;
+                record.oom_killed = r.oom_killed;
+                record.truncated = r.truncated;
+                record.warm_start = r.warm_start;
+                record.success = r.success;
+                record.tool_calls = r.tool_calls_made;
+                record.tool_call_summary = r
+                    .tool_call_summary
+                    .iter()
+                    .map(|(name, s)| {
+                        (
+                            name.clone(),
+                            ToolCallCount {
+                                calls: s.calls,
+                                errors: s.errors,
+                            },
+                        )
+                    })
+                    .collect();
+            }
+            Err(e) => trace.refusals.push(format!("did not run: {e}")),
+        }
+        record.refusals = trace.refusals;
+        if let Err(e) = log.record_execution(&record) {
+            tracing::error!(error = %e, execution = %record.execution_id, "could not write the audit record of an execution");
+        }
+    }
+
+    /// The id (`sha256:...`) of an image, looked up once per image name.
+    async fn image_id(&self, image: &str) -> Option<String> {
+        if let Some(id) = self
+            .image_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(image)
+        {
+            return Some(id.clone());
+        }
+        let docker = self.engine.docker().await.ok()?;
+        let id = docker.inspect_image(image).await.ok()?.id?;
+        self.image_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(image.to_owned(), id.clone());
+        Some(id)
     }
 
     fn record_metrics(&self, result: &ExecutionResult, tools: &ProxySummary) {
@@ -403,9 +637,20 @@ impl Sandbox {
         language: Language,
         memory_mb: u64,
         preload: bool,
+        access: &Access,
+        execution_id: Option<String>,
     ) -> Result<Fresh, SandboxError> {
         let isolation = self.isolation().await?;
-        let execution_id = uuid::Uuid::new_v4().simple().to_string();
+        let execution_id =
+            execution_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        // A path swapped for a symlink since it was approved is caught here, before the
+        // engine mounts it, and again after the container started (below).
+        mounts::recheck(&access.grants)?;
+        let grant_mounts = mounts::grant_mounts(&access.grants);
+        let entrypoint = match language {
+            Language::TypeScript => access.deno_entrypoint(),
+            Language::Python => None,
+        };
         let socket_dir = SocketDir::create(&self.settings.socket_base, &execution_id)?;
         let spec = container_spec(&SpecInput {
             image: self.image_for(language),
@@ -417,15 +662,26 @@ impl Sandbox {
             proxy_dir: Some(socket_dir.path()),
             preload,
             isolation,
-            grant_mounts: &[],
-            egress_port: None,
-            entrypoint: None,
+            grant_mounts: &grant_mounts,
+            egress_port: access
+                .egress_hosts
+                .as_ref()
+                .map(|_| spec::EGRESS_RELAY_PORT),
+            entrypoint,
         });
         let docker = self.engine.docker().await?.clone();
         let removals = self.removals.clone();
+        let grants = access.grants.clone();
         let task = self.removals.spawn(async move {
             let name = format!("code-executor-{execution_id}");
             let container = lifecycle::prepare(&docker, &removals, &name, spec).await?;
+            if !grants.is_empty() {
+                // The engine mounted the paths at start; the runner is still waiting for
+                // its request, so no code has run. Dropping `container` removes it.
+                let mounted = container.mounts().await?;
+                mounts::verify_mounts(&grants, &mounted, &[spec::PROXY_MOUNT])?;
+                mounts::recheck(&grants)?;
+            }
             Ok(Fresh {
                 container,
                 socket_dir,
@@ -465,7 +721,13 @@ impl Sandbox {
                     _ = self.shutdown.cancelled() => return,
                 };
                 let made = self
-                    .fresh_container(language, self.settings.limits.memory_mb, true)
+                    .fresh_container(
+                        language,
+                        self.settings.limits.memory_mb,
+                        true,
+                        &Access::default(),
+                        None,
+                    )
                     .await;
                 // The permit is held until the container is in the pool or dropped: shutdown,
                 // which waits for every permit, then finds it and removes it.
