@@ -388,7 +388,11 @@ async fn run_file(
     }
     let settings = Settings::load().context("loading settings")?;
     let downstream = start_downstream()?;
-    let sandbox = Sandbox::new(settings, downstream.clone());
+    let audit = open_audit(&settings)?;
+    let mut sandbox = Sandbox::new(settings, downstream.clone());
+    if let Some(log) = audit {
+        sandbox = sandbox.with_audit(log);
+    }
     let request = args.validate(language, &sandbox.request_policy(), "cli")?;
     if !request.allowlist.is_empty() {
         downstream.wait_ready(Duration::from_secs(15)).await;

@@ -186,7 +186,8 @@ pub struct AuditLog {
     /// `audit.lock`, opened by this writer: `flock` locks belong to the open file
     /// description, so this writer's lock excludes every other `open` of the file, in this
     /// process or another, but not other threads using this same `File` (the mutex around
-    /// `state` orders those).
+    /// `state` orders those). On NFS Linux emulates `flock` with `fcntl` locks, which
+    /// still exclude other processes but not a second `AuditLog` in the same process.
     lock: File,
     state: Mutex<State>,
 }
@@ -400,7 +401,8 @@ impl AuditLog {
 
 /// The exclusive `flock` on `audit.lock`, released on drop. The kernel releases it as
 /// well when the holder's file is closed, so a writer that crashes (or is killed) while
-/// holding it does not block the others: no stale lock to clean up.
+/// holding it does not block the others: no stale lock to clean up. (std opens files
+/// `O_CLOEXEC`, so spawned processes such as container runtimes never inherit it.)
 struct DirLock<'a>(&'a File);
 
 impl<'a> DirLock<'a> {

@@ -218,15 +218,17 @@ mod tests {
 
     #[test]
     fn decide_reads_runtimes_and_security_options_from_docker_info() {
-        let mut info = bollard::models::SystemInfo::default();
-        info.runtimes = Some(
-            [
-                ("runc".to_owned(), Default::default()),
-                ("runsc".to_owned(), Default::default()),
-            ]
-            .into(),
-        );
-        info.security_options = Some(vec!["name=seccomp,profile=default".to_owned()]);
+        let info = bollard::models::SystemInfo {
+            runtimes: Some(
+                [
+                    ("runc".to_owned(), Default::default()),
+                    ("runsc".to_owned(), Default::default()),
+                ]
+                .into(),
+            ),
+            security_options: Some(vec!["name=seccomp,profile=default".to_owned()]),
+            ..Default::default()
+        };
         let iso = decide(
             &SandboxSettings::default(),
             &info,
