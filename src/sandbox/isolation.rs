@@ -36,6 +36,13 @@ pub struct Isolation {
     pub apparmor_note: Option<String>,
 }
 
+impl Isolation {
+    /// True when the runtime is gVisor (`runsc`, or a variant registered as `runsc-*`).
+    pub fn is_gvisor(&self) -> bool {
+        self.runtime == GVISOR_RUNTIME || self.runtime.starts_with("runsc-")
+    }
+}
+
 /// Picks the runtime: `auto` takes runsc when registered, else runc; a named runtime must
 /// be registered (runc always is).
 pub fn resolve_runtime(setting: &str, registered: &[String]) -> Result<String, IsolationError> {

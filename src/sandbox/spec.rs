@@ -33,6 +33,8 @@ pub const SANDBOX_ENV: [&str; 3] = [
 /// Per-user process limit (RLIMIT_NPROC). It counts every process of uid 1001 on the
 /// host, across containers, so it is a host-wide backstop; the per-container cap is `pids`.
 pub const NPROC_LIMIT: i64 = 4096;
+/// Host pids cgroup limit of a gVisor sandbox: gVisor's own threads (see `container_spec`).
+pub const GVISOR_HOST_PIDS: i64 = 1024;
 /// Open files per process.
 pub const NOFILE_LIMIT: i64 = 1024;
 
@@ -77,6 +79,11 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
         l.tmpfs_mb
     );
     let file_size_limit = (l.tmpfs_mb as i64) * 1024 * 1024;
+    // Under gVisor the code's processes live in gVisor's kernel, not the host's: its
+    // RLIMIT_NPROC counts this sandbox's processes only, so it carries the `pids` cap,
+    // while the host pids cgroup bounds the threads of gVisor itself (which needs far
+    // more than 64: at 64 or 256 a fork bomb kills the sandbox instead of failing fork).
+    let gvisor = input.isolation.is_gvisor();
 
     let host_config = HostConfig {
         readonly_rootfs: Some(true),
@@ -88,14 +95,14 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
         security_opt: Some(security_opts(input.isolation)),
         runtime: Some(input.isolation.runtime.clone()),
         network_mode: Some("none".to_owned()),
-        pids_limit: Some(l.pids),
+        pids_limit: Some(if gvisor { GVISOR_HOST_PIDS } else { l.pids }),
         memory: Some(memory_bytes),
         memory_swap: Some(memory_bytes),
         memory_swappiness: Some(0),
         nano_cpus: Some((l.cpus * 1e9) as i64),
         ulimits: Some(vec![
             ulimit("nofile", NOFILE_LIMIT),
-            ulimit("nproc", NPROC_LIMIT),
+            ulimit("nproc", if gvisor { l.pids } else { NPROC_LIMIT }),
             ulimit("fsize", file_size_limit),
             ulimit("core", 0),
         ]),
@@ -351,6 +358,19 @@ mod tests {
             entrypoint: None,
         });
         assert_eq!(host(&s).runtime.as_deref(), Some("runsc"));
+        assert_eq!(host(&s).pids_limit, Some(GVISOR_HOST_PIDS));
+        let nproc = host(&s)
+            .ulimits
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|u| u.name.as_deref() == Some("nproc"))
+            .unwrap();
+        assert_eq!(
+            nproc.hard,
+            Some(64),
+            "gVisor's kernel enforces the pids cap per sandbox"
+        );
         let opts = host(&s).security_opt.clone().unwrap();
         assert!(opts.contains(&"apparmor=code-executor-sandbox".to_owned()));
         assert!(opts.contains(&"no-new-privileges:true".to_owned()));
