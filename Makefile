@@ -14,6 +14,7 @@ all: build
 include mk/images.mk
 include mk/bench.mk
 include mk/compose.mk
+include mk/security.mk
 
 build:
 	$(CARGO) build
@@ -47,11 +48,17 @@ $(DENO_HOST): images/deno/deno.pin
 	  { docker cp $$cid:/usr/local/bin/deno $@; rc=$$?; docker rm -f $$cid >/dev/null; exit $$rc; }
 	chmod 0755 $@
 
-## Every test: unit and engine tests (Rust), runner tests, end to end through the MCP SDK.
-test: build image-build venv
+## The suites that attack the sandbox; `make test` runs them under runc and under gVisor.
+HOSTILE_SUITES := tests/e2e/test_e2e_isolation.py tests/e2e/test_e2e_hostile.py tests/e2e/test_e2e_security.py tests/e2e/test_e2e_apparmor.py
+
+## Every test: unit and engine tests (Rust; the seccomp ones under runc and runsc), runner
+## tests, end to end through the MCP SDK under runc, then the hostile suites again under
+## gVisor (runsc, registered by `make gvisor-setup`).
+test: build image-build venv gvisor-setup apparmor-check
 	$(MAKE) --no-print-directory $(DENO_HOST)
 	$(CARGO) nextest run --no-fail-fast
-	DENO_BIN=$(CURDIR)/$(DENO_HOST) $(PY) -m pytest -q -rs tests/runners tests/e2e
+	DENO_BIN=$(CURDIR)/$(DENO_HOST) CE_E2E_RUNTIME=runc $(PY) -m pytest -q -rs tests/runners tests/e2e
+	CE_E2E_RUNTIME=runsc $(PY) -m pytest -q -rs $(HOSTILE_SUITES)
 	@left=$$(docker ps -aq --filter label=code-executor.managed=true | wc -l); \
 	  if [ "$$left" -ne 0 ]; then echo "FAIL: $$left sandbox container(s) left behind"; docker ps -a --filter label=code-executor.managed=true; exit 1; fi; \
 	  echo "no sandbox container left behind"

@@ -111,14 +111,14 @@ fn docker_run(
         .args(["--read-only", "--user", "1001:1001", "--cap-drop", "ALL"])
         .args(["--security-opt", "no-new-privileges"])
         .args(["--security-opt", &format!("seccomp={}", profile.display())])
-        .args([
-            "--network",
-            "none",
-            "--pids-limit",
-            "64",
-            "--memory",
-            "256m",
-        ])
+        .args(["--network", "none", "--memory", "256m"])
+        // The same split as the container spec: under gVisor the 64-process cap is
+        // RLIMIT_NPROC in gVisor's kernel, the host pids cgroup bounds gVisor's threads.
+        .args(if runtime.starts_with("runsc") {
+            ["--pids-limit", "1024", "--ulimit", "nproc=64:64"]
+        } else {
+            ["--pids-limit", "64", "--ulimit", "nproc=4096:4096"]
+        })
         .args(["--tmpfs", "/tmp:rw,nosuid,nodev,size=64m,mode=1777"])
         .args([
             "--tmpfs",
