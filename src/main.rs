@@ -15,7 +15,7 @@ use code_executor_mcp::audit::{AuditLog, AuditOptions};
 use code_executor_mcp::config::{Settings, VERSION};
 use code_executor_mcp::doctor;
 use code_executor_mcp::downstream::{config::load_servers_from_env, DownstreamPool};
-use code_executor_mcp::request::{ExecuteArgs, Language};
+use code_executor_mcp::request::{ExecuteArgs, Language, Permissions};
 use code_executor_mcp::sandbox::lifecycle::{OutputChunk, StreamKind};
 use code_executor_mcp::sandbox::Sandbox;
 use code_executor_mcp::server::api_keys::ApiKeys;
@@ -62,6 +62,16 @@ enum Command {
         /// A tool the code may call (exact name or glob like `mcp__git__*`); repeatable.
         #[arg(long = "allow-tool", value_name = "PATTERN")]
         allowed_tools: Vec<String>,
+        /// A host path to mount read-only (under ALLOWED_PROJECTS); repeatable.
+        #[arg(long = "read", value_name = "PATH")]
+        read: Vec<String>,
+        /// A host path to mount read-write (under ALLOWED_PROJECTS); repeatable.
+        #[arg(long = "write", value_name = "PATH")]
+        write: Vec<String>,
+        /// A host the code may reach through the egress proxy (allowed by the operator's
+        /// egress.allowed_hosts); repeatable.
+        #[arg(long = "net", value_name = "HOST[:PORT]")]
+        net: Vec<String>,
     },
     /// Check the deployment: engine, images, seccomp, AppArmor, a trial execution.
     Doctor,
@@ -126,7 +136,21 @@ fn main() {
                 memory_mb,
                 stdin_file,
                 allowed_tools,
-            } => run_file(file, timeout_ms, memory_mb, stdin_file, allowed_tools).await,
+                read,
+                write,
+                net,
+            } => {
+                let permissions = Permissions { read, write, net };
+                run_file(
+                    file,
+                    timeout_ms,
+                    memory_mb,
+                    stdin_file,
+                    allowed_tools,
+                    permissions,
+                )
+                .await
+            }
             Command::Doctor => doctor_command().await,
             Command::Healthcheck { addr } => healthcheck(&addr).await,
             Command::Audit {
@@ -372,6 +396,7 @@ async fn run_file(
     memory_mb: Option<u64>,
     stdin_file: Option<PathBuf>,
     allowed_tools: Vec<String>,
+    permissions: Permissions,
 ) -> anyhow::Result<i32> {
     let language = Language::from_path(&file)?;
     let code =
@@ -380,6 +405,7 @@ async fn run_file(
     args.timeout_ms = timeout_ms;
     args.memory_mb = memory_mb;
     args.allowed_tools = allowed_tools;
+    args.permissions = Some(permissions);
     if let Some(path) = stdin_file {
         args.stdin = Some(
             std::fs::read_to_string(&path)

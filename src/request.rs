@@ -164,13 +164,33 @@ pub enum RequestError {
     #[error("`permissions.read`/`permissions.write`: this server grants no host paths (the operator has set no allowed roots: ALLOWED_PROJECTS or grants.allowed_roots); remove them from the call")]
     GrantsDisabled,
     #[error("`permissions`: {0}")]
-    Grant(#[from] GrantError),
+    Grant(GrantError),
     #[error("`permissions.net`: this server allows no network egress (the operator has set no egress.allowed_hosts); remove it from the call")]
     EgressDisabled,
     #[error("`permissions.net`: {0}")]
-    Net(#[from] NetPolicyError),
+    Net(NetPolicyError),
     #[error("`allowedTools`: {0}")]
-    AllowedTools(#[from] AllowlistError),
+    AllowedTools(AllowlistError),
+}
+
+// The inner errors are part of the message (which names the field), not a `source`:
+// printed as a chain they would repeat themselves.
+impl From<GrantError> for RequestError {
+    fn from(e: GrantError) -> Self {
+        Self::Grant(e)
+    }
+}
+
+impl From<NetPolicyError> for RequestError {
+    fn from(e: NetPolicyError) -> Self {
+        Self::Net(e)
+    }
+}
+
+impl From<AllowlistError> for RequestError {
+    fn from(e: AllowlistError) -> Self {
+        Self::AllowedTools(e)
+    }
 }
 
 impl ExecuteArgs {

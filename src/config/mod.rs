@@ -460,6 +460,19 @@ impl Settings {
                 "must be auto, runc, runsc or the name of a runtime registered with the engine",
             ));
         }
+        crate::policy::net::NetPolicy::new(
+            &[],
+            &self.egress.allowed_hosts,
+            &self.egress.allow_cidrs,
+        )
+        .map_err(|e| ConfigError::Range {
+            field: "egress",
+            value: format!(
+                "allowed_hosts {:?}, allow_cidrs {:?}",
+                self.egress.allowed_hosts, self.egress.allow_cidrs
+            ),
+            reason: e.to_string(),
+        })?;
         if self.tools.calls_per_second == 0 {
             return Err(range("tools.calls_per_second", "0".into(), "must be >= 1"));
         }
