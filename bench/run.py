@@ -339,6 +339,10 @@ async def mcp_server(name: str, env_extra: dict[str, str], toml: str | None = No
         (tmp / "code-executor.toml").write_text(toml)
     pidfile = tmp / "server.pid"
     env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+    # runc unless BENCH_RUNTIME says otherwise: the engine-cycle and `docker run` baselines
+    # use the engine's default runtime, and `auto` would pick gVisor where it is registered.
+    env["CODE_EXECUTOR_RUNTIME"] = os.environ.get("BENCH_RUNTIME", "runc")
+    env["CODE_EXECUTOR_AUDIT_DIR"] = str(tmp / "audit")
     env.update(env_extra)
     params = StdioServerParameters(
         command="/bin/sh",
