@@ -34,8 +34,8 @@ use crate::request::{ExecuteArgs, Language};
 use crate::sandbox::{Sandbox, SandboxError};
 use stream::Forwarder;
 
-const PYTHON_DESCRIPTION: &str = "Run Python 3.11 code in a fresh, isolated container (no network, read-only filesystem except /tmp and /workspace, memory/CPU/process limits). Top-level `await` works. Returns stdout, stderr, exit code and the error with its traceback. Output streams as progress notifications while the code runs.";
-const TYPESCRIPT_DESCRIPTION: &str = "Run TypeScript (Deno) code in a fresh, isolated container (no network, no file or env permissions, memory/CPU/process limits). Top-level `await` works. Returns stdout, stderr, exit code and the error with its stack. Output streams as progress notifications while the code runs.";
+const PYTHON_DESCRIPTION: &str = "Run Python 3.11 code in a fresh, isolated container (no network unless `permissions.net` names hosts the operator allows, then through HTTP_PROXY; read-only filesystem except /tmp, /workspace and host paths granted by `permissions.read`/`write`; memory/CPU/process limits). Top-level `await` works. Returns stdout, stderr, exit code and the error with its traceback. Output streams as progress notifications while the code runs.";
+const TYPESCRIPT_DESCRIPTION: &str = "Run TypeScript (Deno) code in a fresh, isolated container (no network unless `permissions.net` names hosts the operator allows, then fetch goes through the egress proxy; no file access but host paths granted by `permissions.read`/`write`; no env permissions; memory/CPU/process limits). Top-level `await` works. Returns stdout, stderr, exit code and the error with its stack. Output streams as progress notifications while the code runs.";
 
 /// The MCP server handler.
 #[derive(Clone)]
