@@ -85,7 +85,23 @@ async fn engine_applies_the_hardened_spec() {
     assert_eq!(h.network_mode.as_deref(), Some("none"));
     assert_eq!(h.memory, Some(256 << 20));
     assert_eq!(h.memory_swap, Some(256 << 20));
-    assert_eq!(h.pids_limit, Some(64));
+    // The runtime the engine ran it under is the one the sandbox decided.
+    let runtime = sb.isolation().await.unwrap().runtime.clone();
+    assert_eq!(h.runtime.as_deref(), Some(runtime.as_str()));
+    let nproc = h
+        .ulimits
+        .clone()
+        .unwrap()
+        .into_iter()
+        .find(|u| u.name.as_deref() == Some("nproc"))
+        .unwrap();
+    if runtime.starts_with("runsc") {
+        // Under gVisor the 64-process cap is RLIMIT_NPROC inside gVisor's kernel.
+        assert_eq!(nproc.hard, Some(64));
+        assert_eq!(h.pids_limit, Some(1024));
+    } else {
+        assert_eq!(h.pids_limit, Some(64));
+    }
     assert_eq!(h.log_config.unwrap().typ.as_deref(), Some("none"));
     let config = info.config.unwrap();
     assert_eq!(config.user.as_deref(), Some("1001:1001"));
