@@ -176,10 +176,15 @@ impl ExecState {
                 self.config.max_calls
             ));
         }
-        if self.limiter.check().is_err() {
+        if let Err(not_until) = self.limiter.check() {
             *stats.refusals.entry("rate_limited").or_default() += 1;
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            // Whole milliseconds, at least 1: "retry after 0 ms" would invite a busy loop.
+            let retry_ms = (wait.as_millis() as u64).max(1);
             return Err(format!(
-                "rate limited: at most {} tool calls per second",
+                "rate limited: at most {} tool calls per second; retry after {retry_ms} ms",
                 self.config.calls_per_second
             ));
         }

@@ -283,10 +283,16 @@ async fn call_cap_and_rate_limit_are_429() {
         call(&s, "mcp__git__git_log", json!({})).await.0,
         StatusCode::OK
     );
-    assert_eq!(
-        call(&s, "mcp__git__git_log", json!({})).await.0,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    let (status, body) = call(&s, "mcp__git__git_log", json!({})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let message = body["error"].as_str().unwrap();
+    let retry_ms: u64 = message
+        .split("retry after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no retry-after in {message:?}"));
+    assert!((1..=1000).contains(&retry_ms), "{message}");
 }
 
 #[tokio::test]
