@@ -120,6 +120,16 @@ impl ExecutionResult {
                     Some(format!("the process was killed by signal {}", code - 128)),
                     Some("Killed".to_owned()),
                 )
+            } else if code != 0 && run.stdout.is_empty() && run.stderr.is_empty() {
+                // No result, no output: either the code left through os._exit / Deno.exit
+                // without a word, or the sandbox itself went down (gVisor exits with 2 when
+                // it cannot create its own threads). Say what is known, not a guess.
+                (
+                    Some(format!(
+                        "exited with status {code} without output and without a result from the runner: the code ended the process itself (os._exit, Deno.exit) or the sandbox failed"
+                    )),
+                    Some("NoResult".to_owned()),
+                )
             } else {
                 (None, None)
             }
@@ -226,10 +236,16 @@ mod tests {
 
     #[test]
     fn nonzero_exit_fails_without_inventing_an_error() {
-        let res = result(run(Some(3)));
+        let mut with_output = run(Some(3));
+        with_output.stderr = "usage: ...\n".into();
+        let res = result(with_output);
         assert!(!res.success);
         assert_eq!(res.exit_code, Some(3));
-        assert_eq!(res.error, None);
+        assert_eq!(res.error, None, "the output says why");
+        let silent = result(run(Some(2)));
+        assert!(!silent.success);
+        assert_eq!(silent.error_type.as_deref(), Some("NoResult"));
+        assert!(silent.error.unwrap().contains("status 2 without output"));
     }
 
     #[test]

@@ -98,7 +98,10 @@ async fn engine_applies_the_hardened_spec() {
     if runtime.starts_with("runsc") {
         // Under gVisor the 64-process cap is RLIMIT_NPROC inside gVisor's kernel.
         assert_eq!(nproc.hard, Some(64));
-        assert_eq!(h.pids_limit, Some(1024));
+        assert_eq!(
+            h.pids_limit,
+            Some(code_executor_mcp::sandbox::spec::GVISOR_HOST_PIDS)
+        );
     } else {
         assert_eq!(h.pids_limit, Some(64));
     }

@@ -24,8 +24,11 @@ fn root(name: &str) -> PathBuf {
     for p in [root.clone(), root.join("data")] {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    std::fs::set_permissions(root.join("data/f.txt"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        root.join("data/f.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     root
 }
 
@@ -53,7 +56,9 @@ fn read_request(sandbox: &Sandbox, path: &Path) -> code_executor_mcp::request::E
 #[tokio::test]
 async fn an_approved_read_grant_is_mounted_and_readable() {
     let root = root("ok");
-    let Some(sandbox) = sandbox_with_root(&root).await else { return };
+    let Some(sandbox) = sandbox_with_root(&root).await else {
+        return;
+    };
     let request = read_request(&sandbox, &root.join("data"));
     let result = sandbox
         .execute(&request, None, CancellationToken::new())
@@ -69,7 +74,9 @@ async fn an_approved_read_grant_is_mounted_and_readable() {
 #[tokio::test]
 async fn a_path_swapped_for_a_symlink_after_approval_never_reaches_the_code() {
     let root = root("swap");
-    let Some(sandbox) = sandbox_with_root(&root).await else { return };
+    let Some(sandbox) = sandbox_with_root(&root).await else {
+        return;
+    };
     let data = root.join("data");
     let request = read_request(&sandbox, &data);
     // Between the check and the mount: the approved directory becomes a symlink to /etc.
@@ -91,7 +98,9 @@ async fn a_path_swapped_for_a_symlink_after_approval_never_reaches_the_code() {
 #[tokio::test]
 async fn a_directory_replaced_by_another_after_approval_is_caught_by_its_inode() {
     let root = root("replace");
-    let Some(sandbox) = sandbox_with_root(&root).await else { return };
+    let Some(sandbox) = sandbox_with_root(&root).await else {
+        return;
+    };
     let data = root.join("data");
     let request = read_request(&sandbox, &data);
     std::fs::rename(&data, root.join("data.orig")).unwrap();

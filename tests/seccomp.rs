@@ -115,7 +115,7 @@ fn docker_run(
         // The same split as the container spec: under gVisor the 64-process cap is
         // RLIMIT_NPROC in gVisor's kernel, the host pids cgroup bounds gVisor's threads.
         .args(if runtime.starts_with("runsc") {
-            ["--pids-limit", "1024", "--ulimit", "nproc=64:64"]
+            ["--pids-limit", "4096", "--ulimit", "nproc=64:64"]
         } else {
             ["--pids-limit", "64", "--ulimit", "nproc=4096:4096"]
         })

@@ -40,7 +40,7 @@ pub struct ToolCallCount {
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionRecord {
     pub execution_id: String,
-    /// The HTTP client name (API key owner); null over stdio.
+    /// The HTTP client name (API key owner), `stdio` over stdio, `cli` for `run`.
     pub client: Option<String>,
     /// `python` or `typescript`.
     pub language: String,

@@ -67,12 +67,13 @@ pub enum SandboxError {
     Cancelled,
     #[error("the server is shutting down and takes no new executions")]
     ShuttingDown,
-    #[error("{0}")]
+    #[error(transparent)]
     Isolation(#[from] isolation::IsolationError),
+    // Not a `source`: the message already holds it (a chain would print it twice).
     #[error("host path grant: {0}; the execution was stopped before the code ran")]
-    Grant(#[from] GrantError),
+    Grant(GrantError),
     #[error("egress proxy: {0}")]
-    Egress(#[from] crate::egress::EgressError),
+    Egress(crate::egress::EgressError),
 }
 
 /// The state of the sandbox machinery, for `health` and `doctor`.
@@ -101,6 +102,18 @@ pub struct ImageHealth {
     pub image: String,
     pub present: bool,
     pub error: Option<String>,
+}
+
+impl From<GrantError> for SandboxError {
+    fn from(e: GrantError) -> Self {
+        Self::Grant(e)
+    }
+}
+
+impl From<crate::egress::EgressError> for SandboxError {
+    fn from(e: crate::egress::EgressError) -> Self {
+        Self::Egress(e)
+    }
 }
 
 /// File name of the egress proxy's socket in an execution's socket directory.

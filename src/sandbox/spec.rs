@@ -34,7 +34,7 @@ pub const SANDBOX_ENV: [&str; 3] = [
 /// host, across containers, so it is a host-wide backstop; the per-container cap is `pids`.
 pub const NPROC_LIMIT: i64 = 4096;
 /// Host pids cgroup limit of a gVisor sandbox: gVisor's own threads (see `container_spec`).
-pub const GVISOR_HOST_PIDS: i64 = 1024;
+pub const GVISOR_HOST_PIDS: i64 = 4096;
 /// Open files per process.
 pub const NOFILE_LIMIT: i64 = 1024;
 
@@ -82,7 +82,8 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
     // Under gVisor the code's processes live in gVisor's kernel, not the host's: its
     // RLIMIT_NPROC counts this sandbox's processes only, so it carries the `pids` cap,
     // while the host pids cgroup bounds the threads of gVisor itself (which needs far
-    // more than 64: at 64 or 256 a fork bomb kills the sandbox instead of failing fork).
+    // more than 64: a shell fork bomb capped at 64 processes took ~1100 host threads, and at
+    // 1024 or less gVisor died instead of failing fork).
     let gvisor = input.isolation.is_gvisor();
 
     let host_config = HostConfig {

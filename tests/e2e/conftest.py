@@ -25,7 +25,20 @@ Layout (a package: `__init__.py` keeps this conftest from shadowing tests/runner
                            mcp-server-git and support/downstream_server.py over Streamable
                            HTTP; discovery, typed errors, 401, token secrecy, socket
                            isolation, killed downstream (502), timeout (504), 100 calls.
-  support/                 downstream servers and MCP_CONFIG_PATH helpers for it.
+  test_e2e_hostile.py      one test per attack (host files, server env, Docker socket,
+                           privileges, syscalls, fork/memory bombs, tmpfs, rootfs, network,
+                           DNS, kill(-1), proxy tokens, tool-name tricks, Deno permissions);
+                           its docstring holds the attack | layer | result table.
+  test_e2e_security.py     filesystem grants, egress proxy (loopback origins that count
+                           connections), SSRF guard, rate limits, audit log + `audit verify`,
+                           container runtime.
+  support/                 downstream servers and MCP_CONFIG_PATH helpers for it;
+                           checks.py: assert_still_serving, CountingHttpServer, ...
+
+Every `Server` audits into a temp directory of its own (`server.audit_dir`, removed at
+stop) and gets a rate limit no suite reaches (both unless the test's env sets them).
+CE_E2E_RUNTIME=runsc (say) passes CODE_EXECUTOR_RUNTIME=runsc to every `Server`, so the
+same suites run under gVisor.
 
 A server keeps a warm pool of started containers (default 2 per language), so "the
 container of an execution" is found by what the code prints (its hostname = the first

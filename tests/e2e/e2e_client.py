@@ -46,11 +46,19 @@ TOOL = {"python": "executePython", "typescript": "executeTypescript", "ts": "exe
 # otherwise only passes HOME, LOGNAME, PATH, SHELL, TERM, USER).
 PASSTHROUGH_ENV = ("DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "RUST_LOG", "XDG_RUNTIME_DIR")
 
+# CE_E2E_RUNTIME=runsc (say) runs every suite under that container runtime: each server
+# gets CODE_EXECUTOR_RUNTIME=<it> unless its test sets one. "auto" when unset.
+RUNTIME = os.environ.get("CE_E2E_RUNTIME", "auto")
+
+# The per-client execution rate limit (default 60/min, burst 10) would refuse a suite that
+# runs executions back to back: servers get these unless their test sets its own.
+RATE_LIMIT_ENV = {"CODE_EXECUTOR_EXECUTIONS_PER_MINUTE": "100000", "CODE_EXECUTOR_EXECUTION_BURST": "10000"}
+
 # Pids of every server started in this process: the end-of-session check looks for
 # containers owned by any of them.
 STARTED_PIDS: set[int] = set()
 
-__all__ = ["MCPError", "Server", "Result", "docker", "our_containers", "wait_no_containers"]
+__all__ = ["MCPError", "RUNTIME", "Server", "Result", "docker", "our_containers", "server_env", "wait_no_containers"]
 
 
 @dataclass
@@ -92,6 +100,12 @@ class Server:
 
     def __post_init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"ce-e2e-{self.name}-"))
+        # Each server audits into a directory of its own (removed with `self.tmp` at stop),
+        # unless the test names one.
+        if "CODE_EXECUTOR_AUDIT_DIR" in self.extra_env:
+            self.audit_dir = Path(self.extra_env["CODE_EXECUTOR_AUDIT_DIR"])
+        else:
+            self.audit_dir = self.tmp / "audit"
         self.pidfile = self.tmp / "server.pid"
         self.errlog_path = self.tmp / "server.stderr.log"
         self.logs: list[types.LoggingMessageNotificationParams] = []
@@ -127,15 +141,15 @@ class Server:
         self._main_future = asyncio.run_coroutine_threadsafe(starter(), self._loop)
         if not ready.wait(timeout) or failure:
             why = repr(failure[0]) if failure else f"no session after {timeout} s"
+            tail = self.stderr_tail()  # before stop() removes the log with self.tmp
             self.stop(5)
-            raise RuntimeError(f"{self.name}: MCP server did not come up: {why}\n{self.stderr_tail()}")
+            raise RuntimeError(f"{self.name}: MCP server did not come up: {why}\n{tail}")
         STARTED_PIDS.add(self.pid)
         return self
 
     async def _main(self, set_ready: Callable[..., None]) -> None:
         self._stop = asyncio.Event()
-        env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
-        env.update(self.extra_env)
+        env = server_env(self.extra_env, self.audit_dir)
         params = StdioServerParameters(
             command="/bin/sh",
             args=["-c", 'echo $$ > "$0" && exec "$1" serve', str(self.pidfile), str(BINARY)],
@@ -247,6 +261,19 @@ class Server:
     def containers(self, all_states: bool = True) -> list[dict[str, str]]:
         """Sandbox containers this server owns (by the owner label's pid)."""
         return our_containers({self.pid}, all_states)
+
+
+def server_env(extra: dict[str, str], audit_dir: Path) -> dict[str, str]:
+    """The environment of a server: the passthrough variables, its own audit directory,
+    CODE_EXECUTOR_RUNTIME from CE_E2E_RUNTIME when set, a rate limit no suite reaches,
+    then the test's `extra`."""
+    env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+    env.update(RATE_LIMIT_ENV)
+    env["CODE_EXECUTOR_AUDIT_DIR"] = str(audit_dir)
+    if "CE_E2E_RUNTIME" in os.environ:
+        env["CODE_EXECUTOR_RUNTIME"] = os.environ["CE_E2E_RUNTIME"]
+    env.update(extra)
+    return env
 
 
 async def call(session: ClientSession, tool: str, arguments: dict[str, Any] | None = None, **kw: Any) -> Result:
