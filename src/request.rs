@@ -300,15 +300,14 @@ mod tests {
         Limits::default()
     }
 
+    /// `a` validated under the default limits with every tool allowed.
+    fn checked(a: ExecuteArgs, language: Language) -> Result<ExecutionRequest, RequestError> {
+        a.validate(language, &RequestPolicy::basic(&limits(), None), "test")
+    }
+
     #[test]
     fn defaults_come_from_the_operator_limits() {
-        let r = args("print(1)")
-            .validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test",
-            )
-            .unwrap();
+        let r = checked(args("print(1)"), Language::Python).unwrap();
         assert_eq!(r.timeout, Duration::from_millis(30_000));
         assert_eq!(r.memory_mb, 256);
         assert!(r.stdin.is_empty());
@@ -319,13 +318,7 @@ mod tests {
     fn empty_and_whitespace_code_is_refused() {
         for code in ["", "   \n\t"] {
             assert_eq!(
-                args(code)
-                    .validate(
-                        Language::Python,
-                        &RequestPolicy::basic(&limits(), None),
-                        "test"
-                    )
-                    .unwrap_err(),
+                checked(args(code), Language::Python).unwrap_err(),
                 RequestError::EmptyCode
             );
         }
@@ -346,13 +339,7 @@ mod tests {
 
     #[test]
     fn nul_in_code_is_refused() {
-        let err = args("print(1)\0")
-            .validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test",
-            )
-            .unwrap_err();
+        let err = checked(args("print(1)\0"), Language::Python).unwrap_err();
         assert_eq!(err, RequestError::CodeHasNul);
     }
 
@@ -368,16 +355,7 @@ mod tests {
         ] {
             let mut a = args("1");
             a.timeout_ms = Some(t);
-            assert_eq!(
-                a.validate(
-                    Language::TypeScript,
-                    &RequestPolicy::basic(&limits(), None),
-                    "test"
-                )
-                .is_ok(),
-                ok,
-                "timeout {t}"
-            );
+            assert_eq!(checked(a, Language::TypeScript).is_ok(), ok, "timeout {t}");
         }
     }
 
@@ -385,25 +363,10 @@ mod tests {
     fn memory_may_only_be_lowered() {
         let mut a = args("1");
         a.memory_mb = Some(64);
-        assert_eq!(
-            a.validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test"
-            )
-            .unwrap()
-            .memory_mb,
-            64
-        );
+        assert_eq!(checked(a, Language::Python).unwrap().memory_mb, 64);
         let mut a = args("1");
         a.memory_mb = Some(257);
-        let err = a
-            .validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test",
-            )
-            .unwrap_err();
+        let err = checked(a, Language::Python).unwrap_err();
         assert!(matches!(
             err,
             RequestError::MemoryOutOfRange {
@@ -415,13 +378,7 @@ mod tests {
         assert!(err.to_string().contains("memoryMb"));
         let mut a = args("1");
         a.memory_mb = Some(1);
-        assert!(a
-            .validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test"
-            )
-            .is_err());
+        assert!(checked(a, Language::Python).is_err());
     }
 
     #[test]
@@ -429,13 +386,7 @@ mod tests {
         let mut a = args("1");
         a.stdin = Some("line one\nline two".into());
         assert_eq!(
-            a.validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test"
-            )
-            .unwrap()
-            .stdin,
+            checked(a, Language::Python).unwrap().stdin,
             b"line one\nline two"
         );
         let mut a = args("1");
@@ -454,14 +405,7 @@ mod tests {
     fn allowed_tools_are_checked_and_intersected_with_the_operator_policy() {
         let mut a = args("1");
         a.allowed_tools = vec!["mcp__time__*".into(), "mcp__git__git_log".into()];
-        let r = a
-            .clone()
-            .validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test",
-            )
-            .unwrap();
+        let r = checked(a.clone(), Language::Python).unwrap();
         assert!(r.allowlist.allows("mcp__time__get_current_time"));
         assert!(r.allowlist.allows("mcp__git__git_log"));
         assert!(!r.allowlist.allows("mcp__git__git_status"));
@@ -479,14 +423,7 @@ mod tests {
         );
         let mut a = args("1");
         a.allowed_tools = vec!["mcp__git*".into()];
-        let err = a
-            .validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test",
-            )
-            .unwrap_err()
-            .to_string();
+        let err = checked(a, Language::Python).unwrap_err().to_string();
         assert!(
             err.contains("allowedTools") && err.contains("mcp__git*"),
             "{err}"
@@ -500,12 +437,7 @@ mod tests {
             net: vec!["example.com".into()],
             ..Default::default()
         });
-        assert!(a
-            .validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test"
-            )
+        assert!(checked(a, Language::Python)
             .unwrap_err()
             .to_string()
             .contains("permissions.net"));
@@ -514,22 +446,11 @@ mod tests {
             read: vec!["/etc".into()],
             ..Default::default()
         });
-        assert!(a
-            .validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test"
-            )
-            .is_err());
+        assert!(checked(a, Language::Python).is_err());
         let mut a = args("1");
         a.permissions = Some(Permissions::default());
         assert!(
-            a.validate(
-                Language::Python,
-                &RequestPolicy::basic(&limits(), None),
-                "test"
-            )
-            .is_ok(),
+            checked(a, Language::Python).is_ok(),
             "empty permissions are fine"
         );
     }

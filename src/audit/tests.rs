@@ -54,6 +54,25 @@ fn value(line: &str) -> Value {
     serde_json::from_str(line).unwrap()
 }
 
+/// A log in `dir` with `n` execution records, `e0` to `e{n-1}`.
+fn executions(dir: &Path, options: AuditOptions, n: usize) -> AuditLog {
+    let log = AuditLog::open(dir, options).unwrap();
+    for i in 0..n {
+        log.record_execution(&exec(&format!("e{i}"))).unwrap();
+    }
+    log
+}
+
+/// The names of the files in `dir`, sorted.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 /// A log of `n` records alternating execution and tool call, in one file.
 fn log_of(d: &TestDir, n: usize) -> AuditLog {
     let log = AuditLog::open(d.path(), AuditOptions::default()).unwrap();
@@ -109,15 +128,8 @@ fn records_chain_from_genesis() {
 #[test]
 fn rotation_keeps_the_chain_and_deletes_the_oldest() {
     let d = TestDir::new();
-    let log = AuditLog::open(d.path(), small(3000, 3)).unwrap();
-    for i in 0..100 {
-        log.record_execution(&exec(&format!("e{i}"))).unwrap();
-    }
-    let mut names: Vec<String> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let log = executions(d.path(), small(3000, 3), 100);
+    let names = file_names(d.path());
     assert_eq!(
         names,
         [
@@ -157,15 +169,8 @@ fn rotation_keeps_the_chain_and_deletes_the_oldest() {
 #[test]
 fn max_files_one_keeps_only_the_current_file() {
     let d = TestDir::new();
-    let log = AuditLog::open(d.path(), small(1000, 1)).unwrap();
-    for i in 0..20 {
-        log.record_execution(&exec(&format!("e{i}"))).unwrap();
-    }
-    let mut names: Vec<String> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let _log = executions(d.path(), small(1000, 1), 20);
+    let names = file_names(d.path());
     assert_eq!(names, [CURRENT, files::LOCK]);
     let r = verify(d.path()).unwrap();
     assert!(r.is_ok() && r.last_seq == Some(20), "{r}");
@@ -296,10 +301,7 @@ fn swapped_lines_are_detected() {
 #[test]
 fn a_swapped_rotated_file_is_detected() {
     let d = TestDir::new();
-    let log = AuditLog::open(d.path(), small(1500, 5)).unwrap();
-    for i in 0..30 {
-        log.record_execution(&exec(&format!("e{i}"))).unwrap();
-    }
+    let _log = executions(d.path(), small(1500, 5), 30);
     let (a, b) = (
         d.path().join("audit.jsonl.1"),
         d.path().join("audit.jsonl.2"),
@@ -332,10 +334,7 @@ fn a_cut_short_last_line_is_detected_and_refused_on_open() {
 #[test]
 fn an_edited_last_record_is_refused_on_open_until_moved_away() {
     let d = TestDir::new();
-    let log = AuditLog::open(d.path(), small(1500, 5)).unwrap();
-    for i in 0..12 {
-        log.record_execution(&exec(&format!("e{i}"))).unwrap();
-    }
+    let log = executions(d.path(), small(1500, 5), 12);
     drop(log);
     let path = d.path().join(CURRENT);
     let mut ls = lines(&path);
@@ -437,10 +436,7 @@ fn fsync_mode_writes_a_valid_chain() {
         fsync: true,
         ..small(1000, 3)
     };
-    let log = AuditLog::open(d.path(), opts).unwrap();
-    for i in 0..10 {
-        log.record_execution(&exec(&format!("e{i}"))).unwrap();
-    }
+    let _log = executions(d.path(), opts, 10);
     assert!(verify(d.path()).unwrap().is_ok());
 }
 
@@ -448,10 +444,7 @@ fn fsync_mode_writes_a_valid_chain() {
 fn directory_and_files_are_private() {
     let d = TestDir::new();
     let dir = d.path().join("state/code-executor-mcp");
-    let log = AuditLog::open(&dir, small(500, 3)).unwrap();
-    for i in 0..5 {
-        log.record_execution(&exec(&format!("e{i}"))).unwrap();
-    }
+    let _log = executions(&dir, small(500, 3), 5);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join(CURRENT)), 0o600);
@@ -519,10 +512,7 @@ fn a_head_kept_elsewhere_detects_truncation_and_rewriting() {
         hash: head.hash.clone(),
     };
     let d2 = TestDir::new();
-    let log = AuditLog::open(d2.path(), small(600, 2)).unwrap();
-    for i in 0..40 {
-        log.record_execution(&exec(&format!("e{i}"))).unwrap();
-    }
+    let _log = executions(d2.path(), small(600, 2), 40);
     let r = verify_with_head(d2.path(), Some(&old)).unwrap();
     assert!(r.is_ok() && r.head_matched.is_none(), "{r}");
 }

@@ -32,6 +32,8 @@ use std::fmt;
 
 use globset::{GlobBuilder, GlobMatcher};
 
+use super::shown::{escaped_cut, show_char};
+
 /// Longest tool name or pattern accepted, in bytes.
 pub const MAX_LEN: usize = 256;
 /// Most patterns accepted in one list (`allowedTools` or the operator policy).
@@ -340,23 +342,9 @@ fn part_matcher(text: &str, offset: usize, part: Part) -> Result<PartMatcher, Fl
     Ok(PartMatcher::Glob(glob.compile_matcher()))
 }
 
-/// `'x'` for printable ASCII, else `U+XXXX`, so no raw control or look-alike reaches a log.
-fn show_char(ch: char) -> String {
-    if ch.is_ascii_graphic() {
-        format!("'{ch}'")
-    } else {
-        format!("U+{:04X}", u32::from(ch))
-    }
-}
-
 /// `text` escaped (`\n`, `\u{430}`, `\"`) and cut to [`SHOWN_CHARS`] characters.
 fn shown(text: &str) -> String {
-    let mut escaped = text.escape_default();
-    let mut out: String = escaped.by_ref().take(SHOWN_CHARS).collect();
-    if escaped.next().is_some() {
-        out.push_str("...");
-    }
-    out
+    escaped_cut(text, SHOWN_CHARS)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ pub mod mounts;
 pub mod net;
 /// Suspicious-pattern scan of submitted code: an audit aid, not a security boundary.
 pub mod patterns;
+/// Untrusted text escaped and cut for messages.
+mod shown;
 
 /// Executions per client per minute.
 pub mod rate;

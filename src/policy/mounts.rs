@@ -53,6 +53,8 @@ use bollard::models::{
     Mount, MountBindOptions, MountBindOptionsPropagationEnum, MountPoint, MountType,
 };
 
+use super::shown::escaped_cut;
+
 /// Paths that are never mounted into a sandbox, whatever the roots say (see the module
 /// documentation for the rule). `/` is refused separately: it contains all of them.
 /// The two Docker sockets lie under `/run` and `/var/run` already; they are listed so
@@ -773,12 +775,7 @@ fn shown_path(path: &Path) -> String {
 
 /// `text` escaped (`\n`, `\u{430}`, `\"`) and cut to [`SHOWN_CHARS`] characters.
 fn shown(text: &str) -> String {
-    let mut escaped = text.escape_default();
-    let mut out: String = escaped.by_ref().take(SHOWN_CHARS).collect();
-    if escaped.next().is_some() {
-        out.push_str("...");
-    }
-    out
+    escaped_cut(text, SHOWN_CHARS)
 }
 
 #[cfg(test)]

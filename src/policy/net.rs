@@ -61,6 +61,8 @@ use futures_util::StreamExt;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
+use super::shown::{escaped_cut, show_char};
+
 /// Longest text [`parse_ip_literal`] looks at.
 const MAX_LITERAL_LEN: usize = 1024;
 /// Longest host name, in bytes (without a trailing dot).
@@ -1511,23 +1513,9 @@ impl Resolve for SystemResolver {
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// `'x'` for printable ASCII, else `U+XXXX`.
-fn show_char(ch: char) -> String {
-    if ch.is_ascii_graphic() {
-        format!("'{ch}'")
-    } else {
-        format!("U+{:04X}", u32::from(ch))
-    }
-}
-
 /// `text` escaped (`\n`, `\u{430}`) and cut to [`SHOWN_CHARS`] characters, safe to show.
 pub(crate) fn shown(text: &str) -> String {
-    let mut escaped = text.escape_default();
-    let mut out: String = escaped.by_ref().take(SHOWN_CHARS).collect();
-    if escaped.next().is_some() {
-        out.push_str("...");
-    }
-    out
+    escaped_cut(text, SHOWN_CHARS)
 }
 
 #[cfg(test)]

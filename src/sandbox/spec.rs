@@ -279,21 +279,43 @@ fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
 mod tests {
     use super::*;
 
-    fn spec_with(limits: &Limits, memory_mb: u64) -> ContainerCreateBody {
-        container_spec(&SpecInput {
-            image: "code-executor/python:0.1.0",
+    /// A python sandbox with no proxy, grants, egress or entrypoint: tests change a field.
+    fn input<'a>(limits: &'a Limits, isolation: &'a Isolation) -> SpecInput<'a> {
+        SpecInput {
+            image: "i",
             language: "python",
-            execution_id: "exec-1",
-            owner: "host:1:2",
-            memory_mb,
+            execution_id: "e",
+            owner: "o",
+            memory_mb: 64,
             limits,
             proxy_dir: None,
             preload: false,
-            isolation: &runc(),
+            isolation,
             grant_mounts: &[],
             egress_port: None,
             entrypoint: None,
+        }
+    }
+
+    fn spec_with(limits: &Limits, memory_mb: u64) -> ContainerCreateBody {
+        container_spec(&SpecInput {
+            image: "code-executor/python:0.1.0",
+            execution_id: "exec-1",
+            owner: "host:1:2",
+            memory_mb,
+            ..input(limits, &runc())
         })
+    }
+
+    /// The ulimit `name` of a spec's host config.
+    fn ulimit_of(s: &ContainerCreateBody, name: &str) -> ResourcesUlimits {
+        host(s)
+            .ulimits
+            .iter()
+            .flatten()
+            .find(|u| u.name.as_deref() == Some(name))
+            .cloned()
+            .expect("ulimit set")
     }
 
     #[test]
@@ -344,31 +366,11 @@ mod tests {
             apparmor_profile: Some("code-executor-sandbox".to_owned()),
             apparmor_note: None,
         };
-        let s = container_spec(&SpecInput {
-            image: "i",
-            language: "python",
-            execution_id: "e",
-            owner: "o",
-            memory_mb: 64,
-            limits: &limits,
-            proxy_dir: None,
-            preload: false,
-            isolation: &gvisor,
-            grant_mounts: &[],
-            egress_port: None,
-            entrypoint: None,
-        });
+        let s = container_spec(&input(&limits, &gvisor));
         assert_eq!(host(&s).runtime.as_deref(), Some("runsc"));
         assert_eq!(host(&s).pids_limit, Some(GVISOR_HOST_PIDS));
-        let nproc = host(&s)
-            .ulimits
-            .clone()
-            .unwrap()
-            .into_iter()
-            .find(|u| u.name.as_deref() == Some("nproc"))
-            .unwrap();
         assert_eq!(
-            nproc.hard,
+            ulimit_of(&s, "nproc").hard,
             Some(64),
             "gVisor's kernel enforces the pids cap per sandbox"
         );
@@ -392,18 +394,12 @@ mod tests {
             ..Default::default()
         };
         let s = container_spec(&SpecInput {
-            image: "i",
             language: "typescript",
-            execution_id: "e",
-            owner: "o",
-            memory_mb: 64,
-            limits: &limits,
             proxy_dir: Some(Path::new("/run/code-executor/x")),
-            preload: false,
-            isolation: &runc(),
             grant_mounts: std::slice::from_ref(&grant),
             egress_port: Some(18080),
             entrypoint: Some(vec!["/usr/local/bin/deno".to_owned()]),
+            ..input(&limits, &runc())
         });
         let env = s.env.clone().unwrap();
         for var in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
@@ -509,12 +505,7 @@ mod tests {
     fn ulimits_cover_files_processes_size_and_core() {
         let s = spec();
         let u = host(&s).ulimits.clone().unwrap();
-        let get = |n: &str| {
-            u.iter()
-                .find(|x| x.name.as_deref() == Some(n))
-                .cloned()
-                .unwrap()
-        };
+        let get = |n: &str| ulimit_of(&s, n);
         assert_eq!(get("core").soft, Some(0));
         assert_eq!(get("core").hard, Some(0));
         assert_eq!(get("nofile").hard, Some(NOFILE_LIMIT));
@@ -588,18 +579,9 @@ mod tests {
         let limits = Limits::default();
         let dir = Path::new("/run/code-executor/abc");
         let s = container_spec(&SpecInput {
-            image: "i",
-            language: "python",
-            execution_id: "e",
-            owner: "o",
-            memory_mb: 64,
-            limits: &limits,
             proxy_dir: Some(dir),
             preload: true,
-            isolation: &runc(),
-            grant_mounts: &[],
-            egress_port: None,
-            entrypoint: None,
+            ..input(&limits, &runc())
         });
         let mounts = host(&s).mounts.clone().unwrap();
         assert_eq!(mounts.len(), 1);

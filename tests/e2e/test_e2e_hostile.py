@@ -52,8 +52,14 @@ from pathlib import Path
 import pytest
 
 from .e2e_client import Server
-from .support.checks import assert_still_serving, last_json, new_socket_base, run_json, wait_downstreams_ready
-from .support.downstreams import time_entry, write_mcp_config
+from .support.checks import (
+    MEMORY_BOMBS,
+    PROXY_RAW_REQUEST,
+    assert_still_serving,
+    last_json,
+    run_json,
+    serving_time,
+)
 
 SECRET_NAME = "CE_HOSTILE_SECRET"
 SECRET = f"hostile-{uuid.uuid4().hex}"
@@ -81,18 +87,8 @@ def host_dir():
 @pytest.fixture(scope="module")
 def hostile(host_dir):
     """One server for the module: a secret in its environment, mcp-server-time downstream."""
-    config = write_mcp_config(host_dir / "mcp.json", {"time": time_entry()})
-    base = new_socket_base()
-    srv = Server(
-        extra_env={"MCP_CONFIG_PATH": str(config), "CODE_EXECUTOR_SOCKET_BASE": str(base), SECRET_NAME: SECRET},
-        name="hostile",
-    ).start()
-    try:
-        wait_downstreams_ready(srv, {"time"})
+    with serving_time("hostile", host_dir, **{SECRET_NAME: SECRET}) as srv:
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------- syscalls
@@ -365,13 +361,7 @@ def test_fork_bomb_stays_inside_the_pids_limit(hostile):
     assert res["peak"] <= 64, res  # pids.max is 64, the runner included
 
 
-@pytest.mark.parametrize(
-    "language, code",
-    [
-        ("python", "chunks = []\nwhile True:\n    chunks.append(b'x' * (8 << 20))\n"),
-        ("typescript", "const keep: number[][] = [];\nwhile (true) { keep.push(new Array(1 << 20).fill(1.5)); }\n"),
-    ],
-)
+@pytest.mark.parametrize("language, code", MEMORY_BOMBS)
 def test_memory_bomb_is_oom_killed(hostile, language, code):
     r = hostile.execute(language, code, memoryMb=64, timeoutMs=30000)
     assert r["oomKilled"] is True and r["errorType"] == "OutOfMemory", r
@@ -595,23 +585,12 @@ print(json.dumps(res))
 # ------------------------------------------------------------------------- tool proxy
 
 
-RAW_PROXY = r"""
-import json, os, re, socket
+RAW_PROXY = PROXY_RAW_REQUEST + r"""
+import json, os, re
 
 def raw(method, path, headers, body=b""):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect("/run/mcp/proxy.sock")
-    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    head += f"Content-Length: {len(body)}\r\n\r\n"
-    s.sendall(head.encode() + body)
-    data = b""
-    while chunk := s.recv(65536):
-        data += chunk
-    s.close()
-    status_line, _, rest = data.partition(b"\r\n")
-    return [int(status_line.split()[1]), rest.decode(errors="replace")[-300:]]
+    status, text = raw_response(method, path, headers, body)
+    return [status, text[-300:]]
 
 hexre = re.compile(rb"[0-9a-fA-F]{64}")
 leaks = sum(len(hexre.findall(open(p, "rb").read())) for p in

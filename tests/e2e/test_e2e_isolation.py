@@ -12,6 +12,7 @@ import time
 import pytest
 
 from .e2e_client import execute
+from .support.checks import MEMORY_BOMBS
 
 
 def gvisor(result) -> bool:
@@ -65,15 +66,7 @@ def test_sleeping_code_is_killed_at_its_timeout_too(server):
 # ------------------------------------------------------------------------- memory
 
 
-@pytest.mark.parametrize(
-    "language, code",
-    [
-        ("python", "chunks = []\nwhile True:\n    chunks.append(b'x' * (8 << 20))\n"),
-        # A plain array of numbers (not an ArrayBuffer, which could fail with a RangeError
-        # before the cgroup limit) so V8's heap grows until the kernel kills the process.
-        ("typescript", "const keep: number[][] = [];\nwhile (true) { keep.push(new Array(1 << 20).fill(1.5)); }\n"),
-    ],
-)
+@pytest.mark.parametrize("language, code", MEMORY_BOMBS)
 def test_memory_bomb_is_reported_oom_killed(server, language, code):
     r = server.execute(language, code, memoryMb=64, timeoutMs=30000)
     assert r["oomKilled"] is True, r

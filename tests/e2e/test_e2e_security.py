@@ -33,11 +33,11 @@ from .e2e_client import BINARY, RUNTIME, MCPError, Server, docker, our_container
 from .support.checks import (
     CountingHttpServer,
     assert_still_serving,
-    new_socket_base,
     run_json,
+    serving_time,
     wait_downstreams_ready,
 )
-from .support.downstreams import stdio_support_entry, time_entry, write_mcp_config
+from .support.downstreams import stdio_support_entry, write_mcp_config
 
 INVALID_PARAMS = -32602
 RATE_LIMITED = -32029
@@ -529,16 +529,10 @@ def test_third_execution_in_a_row_is_rate_limited(make_server):
 def time_server():
     """mcp-server-time downstream, 5 tool calls per second per execution."""
     tmp = Path(tempfile.mkdtemp(prefix="ce-e2e-sec-"))
-    config = write_mcp_config(tmp / "mcp.json", {"time": time_entry()})
-    base = new_socket_base()
-    srv = start("security-tools", MCP_CONFIG_PATH=str(config), CODE_EXECUTOR_SOCKET_BASE=str(base),
-                CODE_EXECUTOR_TOOL_CALLS_PER_SECOND="5")
     try:
-        wait_downstreams_ready(srv, {"time"})
-        yield srv
+        with serving_time("security-tools", tmp, CODE_EXECUTOR_TOOL_CALLS_PER_SECOND="5") as srv:
+            yield srv
     finally:
-        srv.stop()
-        shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

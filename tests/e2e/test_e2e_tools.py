@@ -31,6 +31,13 @@ from mcp.client import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from .e2e_client import Result, Server, docker, execute, wait_until
+from .support.checks import (
+    PROXY_RAW_REQUEST,
+    downstream_states,
+    last_json,
+    new_socket_base,
+    wait_downstreams_ready,
+)
 from .support.downstreams import (
     HttpDownstream,
     find_descendant,
@@ -70,11 +77,6 @@ def web(env_dir):
         yield downstream
 
 
-def new_socket_base() -> Path:
-    # Short (the server accepts at most 60 bytes) and outside the server's own temp dir.
-    return Path(tempfile.mkdtemp(prefix="ce-e2e-sock-"))
-
-
 def start_server(name: str, config: Path, socket_base: Path, wait_for: set[str], **env: str) -> Server:
     srv = Server(
         extra_env={"MCP_CONFIG_PATH": str(config), "CODE_EXECUTOR_SOCKET_BASE": str(socket_base), **env},
@@ -86,25 +88,6 @@ def start_server(name: str, config: Path, socket_base: Path, wait_for: set[str],
         srv.stop()
         raise
     return srv
-
-
-def downstream_states(srv: Server) -> dict[str, dict[str, Any]]:
-    r = srv.call("health", {})
-    assert r.is_error is False, r
-    return {s["name"]: s for s in r.sc.get("downstreamServers", [])}
-
-
-def wait_downstreams_ready(srv: Server, names: set[str], timeout: float = 60) -> dict[str, dict[str, Any]]:
-    states: dict[str, dict[str, Any]] = {}
-
-    def ready() -> bool:
-        nonlocal states
-        states = downstream_states(srv)
-        return names <= set(states) and all(states[n]["status"] == "ready" for n in names)
-
-    if not wait_until(ready, timeout, interval=0.3):
-        raise AssertionError(f"downstream servers not ready after {timeout} s: {states}\n{srv.stderr_tail()}")
-    return states
 
 
 def socket_dirs(base: Path) -> set[str]:
@@ -125,7 +108,9 @@ def tools_server(env_dir, repo, web):
         },
     )
     base = new_socket_base()
-    srv = start_server("tools", config, base, {"time", "git", "web"})
+    # 100 calls in a row in one execution (a test below) are faster than the default 50/s;
+    # the rate limit has its own tests (test_e2e_security.py).
+    srv = start_server("tools", config, base, {"time", "git", "web"}, CODE_EXECUTOR_TOOL_CALLS_PER_SECOND="1000")
     srv.socket_base = base  # type: ignore[attr-defined]
     yield srv
     srv.stop()
@@ -160,16 +145,6 @@ def direct_tools(repo) -> dict[str, dict[str, Any]]:
 
 def assert_ok(r: Result) -> None:
     assert r["success"] is True and r["exitCode"] == 0 and r.is_error is False, r
-
-
-def last_json(r: Result) -> Any:
-    """The last line of stdout, parsed as JSON (the code prints its findings last)."""
-    lines = [line for line in r["output"].splitlines() if line.strip()]
-    assert lines, r
-    try:
-        return json.loads(lines[-1])
-    except ValueError as e:
-        raise AssertionError(f"last output line is not JSON: {lines[-1]!r}\n{r!r}") from e
 
 
 def assert_summary(r: Result, expected: dict[str, tuple[int, int]]) -> None:
@@ -494,26 +469,12 @@ def test_tool_error_result_raises_tool_failed_with_the_result(tools_server, lang
 # ------------------------------------------------------------------------- token and socket
 
 
-RAW_401_CODE = r"""
-import json, socket
+RAW_401_CODE = PROXY_RAW_REQUEST + r"""
+import json
 
 def raw(method, path, headers, body=b""):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect("/run/mcp/proxy.sock")
-    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    head += f"Content-Length: {len(body)}\r\n\r\n"
-    s.sendall(head.encode() + body)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    status_line, _, rest = data.partition(b"\r\n")
-    return {"status": int(status_line.split()[1]), "body": rest.decode(errors="replace")}
+    status, text = raw_response(method, path, headers, body)
+    return {"status": status, "body": text}
 
 call = json.dumps({"name": "mcp__time__get_current_time", "arguments": {"timezone": "Etc/UTC"}}).encode()
 js = {"Content-Type": "application/json"}

@@ -132,17 +132,22 @@ def runner_env(lang, deno_dir):
     return deno_env(deno_dir)
 
 
-def run_raw(lang, data, deno_dir, timeout=60):
-    p = subprocess.run(
-        runner_cmd(lang),
-        input=data,
-        capture_output=True,
-        env=runner_env(lang, deno_dir),
-        cwd="/tmp",
-        timeout=timeout,
-    )
+def run_cmd(cmd, data, env, timeout=60):
+    """A runner command line run on `data` in /tmp; its Outcome (not checked)."""
+    p = subprocess.run(cmd, input=data, capture_output=True, env=env, cwd="/tmp", timeout=timeout)
     out, err, result, nonce = parse_markers(p.stdout, p.stderr)
     return Outcome(p.returncode, out, err, result, nonce, p.stdout, p.stderr)
+
+
+def run_raw(lang, data, deno_dir, timeout=60):
+    return run_cmd(runner_cmd(lang), data, runner_env(lang, deno_dir), timeout)
+
+
+def checked(o, nonce):
+    """`o` after the invariants of every result, and the answer carries the request's nonce."""
+    check_consistent(o)
+    assert o.nonce == nonce
+    return o
 
 
 def check_consistent(o):
@@ -157,10 +162,7 @@ def check_consistent(o):
 def run(deno_dir):
     def _run(lang, code, stdin=b"", **kw):
         data, nonce = frame(code, stdin, **kw)
-        o = run_raw(lang, data, deno_dir)
-        check_consistent(o)
-        assert o.nonce == nonce
-        return o
+        return checked(run_raw(lang, data, deno_dir), nonce)
 
     return _run
 

@@ -12,7 +12,6 @@ flags of the image's entrypoint, naming the temporary socket, and
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,18 +24,18 @@ from fake_proxy import ERROR_MESSAGE, SLOW_SECONDS, TOOLS, FakeProxy  # noqa: E4
 from test_runners import (  # noqa: E402
     DENO,
     DENO_FLAGS,
+    DENO_RUNNER,
     LANGS,
     PY_RUNNER,
-    PYTHON,
     ROOT,
     TOKEN,
-    DENO_RUNNER,
-    Outcome,
-    check_consistent,
+    checked,
     deno_env,
     frame,
     needs_deno,
-    parse_markers,
+    run_cmd,
+    runner_cmd,
+    runner_env,
 )
 
 SOCKET_ENV = "CODE_EXECUTOR_PROXY_SOCKET"
@@ -63,8 +62,8 @@ def api(deno_dir):
     def _run(lang, code, socket=None, *, deno_perms=True, stdin=b""):
         data, nonce = frame(code, stdin)
         if lang == "python":
-            cmd = [PYTHON, "-I", str(PY_RUNNER)]
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            cmd = runner_cmd(lang)
+            env = runner_env(lang, deno_dir)
         else:
             perms = []
             if deno_perms:
@@ -73,12 +72,8 @@ def api(deno_dir):
             env = deno_env(deno_dir)
         if socket is not None:
             env[SOCKET_ENV] = socket
-        p = subprocess.run(cmd, input=data, capture_output=True, env=env, cwd="/tmp", timeout=60)
-        out, err, result, got = parse_markers(p.stdout, p.stderr)
-        o = Outcome(p.returncode, out, err, result, got, p.stdout, p.stderr)
-        check_consistent(o)  # includes: the token never appears in the output
-        assert got == nonce
-        return o
+        # checked: includes that the token never appears in the output
+        return checked(run_cmd(cmd, data, env), nonce)
 
     return _run
 

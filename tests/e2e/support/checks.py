@@ -1,10 +1,14 @@
-"""Helpers shared by test_e2e_hostile.py and test_e2e_security.py.
+"""Helpers shared by the e2e suites (hostile, security, tools, isolation).
 
   last_json(r)                  the last non-empty stdout line of a result, parsed
   run_json(srv, lang, code)     one execution that must succeed; (result, last_json)
   assert_still_serving(srv)     the server is alive and runs a normal execution correctly
+  downstream_states(srv)        `health`'s downstream servers by name
   wait_downstreams_ready(srv)   polls `health` until the named downstreams are ready
   new_socket_base()             a short temp CODE_EXECUTOR_SOCKET_BASE
+  serving_time(name, dir)       a server with mcp-server-time ready, stopped and cleaned after
+  PROXY_RAW_REQUEST             sandbox code: raw_response(), one HTTP request on the proxy socket
+  MEMORY_BOMBS                  (language, code) pairs that allocate until killed
   CountingHttpServer            a loopback HTTP origin that counts accepted connections
   errno_name(e)                 "EPERM" for an OSError, else its repr
 """
@@ -13,14 +17,17 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import socket
 import tempfile
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..e2e_client import Result, Server, wait_until
+from .downstreams import time_entry, write_mcp_config
 
 
 def last_json(r: Result) -> Any:
@@ -55,7 +62,8 @@ def downstream_states(srv: Server) -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in r.sc.get("downstreamServers", [])}
 
 
-def wait_downstreams_ready(srv: Server, names: set[str], timeout: float = 60) -> None:
+def wait_downstreams_ready(srv: Server, names: set[str], timeout: float = 60) -> dict[str, dict[str, Any]]:
+    """Polls `health` until every server in `names` is ready; returns the last states."""
     states: dict[str, dict[str, Any]] = {}
 
     def ready() -> bool:
@@ -65,11 +73,59 @@ def wait_downstreams_ready(srv: Server, names: set[str], timeout: float = 60) ->
 
     if not wait_until(ready, timeout, interval=0.3):
         raise AssertionError(f"downstream servers not ready after {timeout} s: {states}\n{srv.stderr_tail()}")
+    return states
 
 
 def new_socket_base() -> Path:
-    # Short: the server accepts at most 60 bytes.
+    # Short (the server accepts at most 60 bytes) and outside the server's own temp dir.
     return Path(tempfile.mkdtemp(prefix="ce-e2e-sock-"))
+
+
+@contextmanager
+def serving_time(name: str, config_dir: Path, **env: str) -> Iterator[Server]:
+    """A server whose one downstream is mcp-server-time (config in `config_dir`), with its own
+    socket base; yielded once `time` is ready, then stopped and its socket base removed."""
+    config = write_mcp_config(config_dir / "mcp.json", {"time": time_entry()})
+    base = new_socket_base()
+    srv = Server(
+        extra_env={"MCP_CONFIG_PATH": str(config), "CODE_EXECUTOR_SOCKET_BASE": str(base), **env},
+        name=name,
+    ).start()
+    try:
+        wait_downstreams_ready(srv, {"time"})
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# Sandbox code: one raw HTTP/1.1 request on the tool proxy's socket, with or without a token.
+PROXY_RAW_REQUEST = r"""
+import socket
+
+def raw_response(method, path, headers, body=b""):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect("/run/mcp/proxy.sock")
+    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    s.sendall(head.encode() + body)
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.decode(errors="replace")
+"""
+
+# Code that allocates until the memory limit kills it. For TypeScript a plain array of
+# numbers (not an ArrayBuffer, which could fail with a RangeError before the cgroup limit)
+# so V8's heap grows until the kernel kills the process.
+MEMORY_BOMBS = [
+    ("python", "chunks = []\nwhile True:\n    chunks.append(b'x' * (8 << 20))\n"),
+    ("typescript", "const keep: number[][] = [];\nwhile (true) { keep.push(new Array(1 << 20).fill(1.5)); }\n"),
+]
 
 
 def errno_name(e: BaseException) -> str:
