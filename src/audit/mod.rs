@@ -15,7 +15,7 @@
 //! refuses to start when that record is damaged.
 //!
 //! Several writers may share a directory: the stdio servers of one user's MCP client
-//! sessions, servers started in parallel by tests, or two [`AuditLog`]s in one process.
+//! sessions, servers started in parallel by tests, or two `AuditLog`s in one process.
 //! Every append takes an exclusive `flock` on `audit.lock` in the directory and, holding
 //! it, re-reads the head from disk when another writer appended or rotated since (a
 //! `stat` of `audit.jsonl` tells; then one read of the file's last few KiB), rotates when
@@ -260,7 +260,7 @@ impl AuditLog {
     /// The newest record this writer wrote or found (on open, or before its last append);
     /// `None` before the first record. Other writers on the directory may have appended
     /// since: this is then an older head, still good for
-    /// [`verify_with_head`](crate::audit::verify_with_head).
+    /// [`verify_with_head`].
     pub fn head(&self) -> Option<Head> {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         (st.seq > 0).then(|| Head {
