@@ -175,7 +175,7 @@ pub struct Sandbox {
 #[derive(Debug, Clone, Default)]
 struct Access {
     grants: Vec<Grant>,
-    /// The call's `permissions.net` entries, when egress is granted.
+    /// Deno's `--allow-net` targets for the granted hosts, when egress is granted.
     egress_hosts: Option<Vec<String>>,
 }
 
@@ -186,7 +186,7 @@ impl Access {
             egress_hosts: request
                 .net
                 .as_ref()
-                .map(|_| request.permissions.net.clone()),
+                .map(|policy| spec::deno_net_targets(policy.rules())),
         }
     }
 

@@ -11,6 +11,7 @@ use bollard::models::{
 };
 
 use crate::config::Limits;
+use crate::policy::net::HostRule;
 use crate::sandbox::isolation::Isolation;
 
 /// Label every container of ours carries; the orphan reaper looks for it.
@@ -188,14 +189,7 @@ pub fn deno_command(read: &[&str], write: &[&str], egress_hosts: Option<&[String
     let mut net: Vec<String> = sockets.iter().map(|s| format!("unix:{s}")).collect();
     if let Some(hosts) = egress_hosts {
         net.push(format!("127.0.0.1:{EGRESS_RELAY_PORT}"));
-        for host in hosts {
-            if has_port(host) {
-                net.push(host.clone());
-            } else {
-                net.push(format!("{host}:80"));
-                net.push(format!("{host}:443"));
-            }
-        }
+        net.extend(hosts.iter().cloned());
     }
     let mut cmd: Vec<String> = [
         "/usr/local/bin/deno",
@@ -219,16 +213,16 @@ pub fn deno_command(read: &[&str], write: &[&str], egress_hosts: Option<&[String
     cmd
 }
 
-/// True when a `permissions.net` entry names its port (`host:443`, `[::1]:443`).
-fn has_port(host: &str) -> bool {
-    match host.rsplit_once(':') {
-        Some((name, port)) => {
-            !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && (!name.contains(':') || name.ends_with(']'))
-        }
-        None => false,
-    }
+/// Deno's `--allow-net` targets for egress rules: the rule as the proxy reads it, with
+/// ports 80 and 443 where the rule names none (the proxy allows those two then).
+pub fn deno_net_targets(rules: &[HostRule]) -> Vec<String> {
+    rules
+        .iter()
+        .flat_map(|rule| match rule.port() {
+            Some(_) => vec![rule.to_string()],
+            None => vec![format!("{rule}:80"), format!("{rule}:443")],
+        })
+        .collect()
 }
 
 /// Loopback address of the egress relay inside the container.
@@ -320,11 +314,11 @@ mod tests {
 
     #[test]
     fn deno_command_matches_the_documented_contract() {
-        let hosts = vec![
-            "example.com".to_owned(),
-            "*.github.com".to_owned(),
-            "api.test:8443".to_owned(),
-        ];
+        let rules: Vec<HostRule> = ["example.com", "*.github.com", "api.test:8443"]
+            .into_iter()
+            .map(|r| HostRule::parse(r).unwrap())
+            .collect();
+        let hosts = deno_net_targets(&rules);
         let egress = deno_command(&[], &[], Some(&hosts));
         assert_eq!(
             egress[8..].join(" "),
