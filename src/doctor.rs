@@ -387,3 +387,45 @@ pub async fn check_downstream(pool: &DownstreamPool) -> Vec<Check> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_socket_base_others_can_list_or_write_fails() {
+        let base =
+            std::env::temp_dir().join(format!("ce-doctor-base-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&base).unwrap();
+        for (mode, expected) in [
+            (0o711, Status::Ok),
+            (0o755, Status::Fail),
+            (0o733, Status::Fail),
+            (0o777, Status::Fail),
+        ] {
+            std::fs::set_permissions(&base, std::fs::Permissions::from_mode(mode)).unwrap();
+            let c = check_socket_base(&base);
+            assert_eq!(c.status, expected, "mode {mode:o}: {}", c.detail);
+        }
+        std::fs::remove_dir(&base).unwrap();
+        assert_eq!(
+            check_socket_base(&base).status,
+            Status::Ok,
+            "created on first use"
+        );
+        let orphan = base.join("missing-parent/base");
+        assert_eq!(check_socket_base(&orphan).status, Status::Fail);
+    }
+
+    #[test]
+    fn grant_roots_must_be_directories() {
+        assert_eq!(check_grant_roots(&[]).status, Status::Ok);
+        let missing = std::path::PathBuf::from("/nonexistent/ce-root");
+        assert_eq!(check_grant_roots(&[missing]).status, Status::Fail);
+        assert_eq!(
+            check_grant_roots(&[std::env::temp_dir()]).status,
+            Status::Ok
+        );
+    }
+}
