@@ -53,6 +53,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from .e2e_client import REPO, VERSION, managed_containers, wait_until
+from .support.checks import initialize_status
 
 SERVER_IMAGE = f"code-executor/server:{VERSION}"
 ROOTFS_IMAGE = f"code-executor/rootfs:{VERSION}"
@@ -341,16 +342,7 @@ def test_wrong_or_missing_key_is_401(stack):
         status, body = stack.get("/metrics", key)
         assert status == 401, (key, status, body)
         assert "API key" in json.loads(body)["error"]
-    req = urllib.request.Request(
-        stack.base + "/mcp",
-        data=b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}',
-        headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-                 "Authorization": "Bearer wrong-key-0123456789abcdef"},
-        method="POST",
-    )
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(req, timeout=10)
-    assert err.value.code == 401
+    assert initialize_status(stack.base, key="wrong-key-0123456789abcdef") == 401
 
     async def run(session):
         return await session.call_tool("executePython", {"code": "print(1)"})

@@ -21,6 +21,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from .support.checks import initialize_status
 from .e2e_client import BINARY, STARTED_PIDS, our_containers, process_gone, wait_no_containers, wait_until
 
 KEY = "ci-key-0123456789abcdef0123456789"
@@ -135,15 +136,7 @@ def test_wrong_or_missing_key_is_401_json(http_server):
         status, body = http_server.get("/metrics", key)
         assert status == 401, (key, status)
         assert "API key" in json.loads(body)["error"]
-    req = urllib.request.Request(
-        http_server.base + "/mcp",
-        data=b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}',
-        headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
-        method="POST",
-    )
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(req, timeout=10)
-    assert err.value.code == 401
+    assert initialize_status(http_server.base) == 401
 
     async def run(session):
         return await session.call_tool("executePython", {"code": "print(1)"})

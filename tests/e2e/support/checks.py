@@ -184,3 +184,24 @@ class CountingHttpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def initialize_status(base: str, key: str | None = None) -> int:
+    """HTTP status of a bare MCP `initialize` POST to `<base>/mcp` (with `key` as bearer)."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(
+        base + "/mcp",
+        data=b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}',
+        headers=headers,
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
